@@ -1,0 +1,109 @@
+"""Interpolation codes of HistFactory systematics, as pyhf 0.7.6 computes them.
+
+Each function is pure and elementwise (any broadcastable shapes) with finite
+gradients everywhere its value is finite: branches are selected with
+``jnp.where`` on quantities that are finite in every branch.
+
+* normsys (multiplicative factor, nominal 1): ``code1``, ``code4`` (default).
+  ``hi``/``lo`` are the factors at alpha = +1 / -1 and must be > 0.
+* histosys (additive delta to the nominal): ``code0``, ``code2``, ``code4p``
+  (default). ``up = hi - nominal`` and ``dn = nominal - lo`` per bin.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "NORMSYS_CODES",
+    "HISTOSYS_CODES",
+    "normsys_code1",
+    "normsys_code4",
+    "histosys_code0",
+    "histosys_code2",
+    "histosys_code4p",
+    "normsys",
+    "histosys",
+]
+
+NORMSYS_CODES = ("code1", "code4")
+HISTOSYS_CODES = ("code0", "code2", "code4p")
+
+# code4 polynomial coefficients a = M @ r for alpha0 = 1 (pyhf hard-wires 1),
+# r = (U-1, D-1, U lnU, -D lnD, U (lnU)^2, D (lnD)^2).
+_CODE4_MATRIX = np.array(
+    [
+        [15 / 16, -15 / 16, -7 / 16, -7 / 16, 1 / 16, -1 / 16],
+        [3 / 2, 3 / 2, -9 / 16, 9 / 16, 1 / 16, 1 / 16],
+        [-5 / 8, 5 / 8, 5 / 8, 5 / 8, -1 / 8, 1 / 8],
+        [-3 / 2, -3 / 2, 7 / 8, -7 / 8, -1 / 8, -1 / 8],
+        [3 / 16, -3 / 16, -3 / 16, -3 / 16, 1 / 16, -1 / 16],
+        [1 / 2, 1 / 2, -5 / 16, 5 / 16, 1 / 16, 1 / 16],
+    ]
+)
+
+
+def normsys_code1(alpha, hi, lo):
+    """Piecewise exponential: ``hi**alpha`` for alpha > 0, ``lo**(-alpha)`` else."""
+    return jnp.where(alpha > 0, jnp.exp(alpha * jnp.log(hi)), jnp.exp(-alpha * jnp.log(lo)))
+
+
+def code4_coefficients(hi, lo):
+    """The six polynomial coefficients of code4, stacked on a new last axis."""
+    log_hi, log_lo = jnp.log(hi), jnp.log(lo)
+    r = jnp.stack(
+        [hi - 1.0, lo - 1.0, hi * log_hi, -lo * log_lo, hi * log_hi**2, lo * log_lo**2],
+        axis=-1,
+    )
+    return r @ jnp.asarray(_CODE4_MATRIX.T)
+
+
+def normsys_code4(alpha, hi, lo):
+    """Polynomial inside |alpha| < 1 (continuous to 2nd derivative), code1 outside."""
+    a = code4_coefficients(hi, lo)
+    inside = jnp.clip(alpha, -1.0, 1.0)  # keep the unused branch's powers tame
+    powers = jnp.stack([inside**k for k in range(1, 7)], axis=-1)
+    poly = 1.0 + jnp.sum(a * powers, axis=-1)
+    outside = normsys_code1(alpha, hi, lo)
+    return jnp.where(jnp.abs(alpha) < 1.0, poly, outside)
+
+
+def histosys_code0(alpha, up, dn):
+    """Piecewise linear: ``alpha*up`` for alpha > 0, ``alpha*dn`` else."""
+    return jnp.where(alpha > 0, alpha * up, alpha * dn)
+
+
+def histosys_code2(alpha, up, dn):
+    """Quadratic inside, linear outside, exactly as pyhf 0.7.6's tensorised code2
+    (discontinuous at |alpha| = 1; never a default)."""
+    a = 0.5 * (up - dn)  # (hi + lo)/2 - nominal
+    b = 0.5 * (up + dn)  # (hi - lo)/2
+    return jnp.where(
+        alpha > 1.0,
+        (b + 2.0 * a) * (alpha - 1.0),
+        jnp.where(alpha >= -1.0, a * alpha**2 + b * alpha, (b - 2.0 * a) * alpha),
+    )
+
+
+def histosys_code4p(alpha, up, dn):
+    """Polynomial inside |alpha| <= 1 (C1 at the edges), linear outside."""
+    s = 0.5 * (up + dn)
+    a = 0.0625 * (up - dn)
+    asq = alpha**2
+    inside = alpha * s + asq * (asq * (asq * 3.0 - 10.0) + 15.0) * a
+    return jnp.where(alpha > 1.0, alpha * up, jnp.where(alpha < -1.0, alpha * dn, inside))
+
+
+_NORMSYS = {"code1": normsys_code1, "code4": normsys_code4}
+_HISTOSYS = {"code0": histosys_code0, "code2": histosys_code2, "code4p": histosys_code4p}
+
+
+def normsys(code: str, alpha, hi, lo):
+    """Dispatch a normsys interpolation by pyhf code name."""
+    return _NORMSYS[code](alpha, hi, lo)
+
+
+def histosys(code: str, alpha, up, dn):
+    """Dispatch a histosys interpolation by pyhf code name."""
+    return _HISTOSYS[code](alpha, up, dn)

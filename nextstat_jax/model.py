@@ -1,0 +1,367 @@
+"""The HistFactory model as an immutable JAX pytree.
+
+``Model`` holds every number of the likelihood as a float64 leaf (nominal
+yields, systematic templates, uncertainties, observed data, bounds, inits,
+auxdata overrides) and its structure in a static, hashable :class:`Layout`.
+All methods are pure functions of the leaves, so a model can be passed through
+``jax.jit``, ``jax.vmap`` and ``jax.grad``; ``with_yields`` returns a new model
+with the same treedef, so new yields never recompile.
+
+Rates follow pyhf 0.7.6 (spec §3):
+``nu[b] = sum_s (nominal[s,b] + sum_histosys delta) * prod_factors f``, and
+``logpdf`` = Poisson main terms + Gaussian/Poisson constraint terms (spec §5),
+normalisation constants included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import gammaln
+
+from . import interp
+from ._layout import Layout
+from ._pytree import pytree_dataclass, static_field
+from ._x64 import f64, public
+from .errors import InvalidInput
+
+__all__ = ["Model", "Prepared"]
+
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def xlogy(x, y):
+    """``x * log(y)`` with 0 * log(0) = 0 and a zero (not NaN) gradient there."""
+    zero = x == 0
+    return jnp.where(zero, 0.0, x * jnp.log(jnp.where(zero, 1.0, y)))
+
+
+def poisson_logpdf(x, rate):
+    """Continuous Poisson log-probability ``x ln(rate) - rate - lnGamma(x+1)``."""
+    return xlogy(x, rate) - rate - gammaln(x + 1.0)
+
+
+def _take(values, index, fill):
+    """``values[index]`` for a static index array that uses -1 for 'none';
+    entries with -1 (and every entry, if ``values`` is empty) get ``fill``."""
+    if values.shape[0] == 0:
+        return jnp.full(index.shape, fill, values.dtype)
+    return jnp.where(index >= 0, values[np.maximum(index, 0)], fill)
+
+
+class Prepared(NamedTuple):
+    """Quantities derived from the yields, computed once per fit (not per step).
+
+    ``fixed`` (P,) bool, ``aux`` (A,) observed auxdata of the workspace,
+    ``width`` (A,) Gaussian sigma or Poisson factor tau per aux component.
+    """
+
+    fixed: jax.Array
+    aux: jax.Array
+    width: jax.Array
+
+
+@pytree_dataclass
+class Model:
+    """A HistFactory probability model (pyhf semantics), immutable pytree.
+
+    Build it with :func:`nextstat_jax.from_pyhf` or ``Workspace.model()``.
+    Shapes: S samples, B main bins, P parameters, A auxiliary data.
+    """
+
+    nominal: jax.Array  # (S, B) nominal yield of each sample in each bin (0 if absent)
+    obs_main: jax.Array  # (B,) observed main data
+    ns_hi: jax.Array  # (N,) normsys factor at alpha = +1
+    ns_lo: jax.Array  # (N,) normsys factor at alpha = -1
+    hs_hi: jax.Array  # (E,) histosys template at alpha = +1 (absolute yield)
+    hs_lo: jax.Array  # (E,) histosys template at alpha = -1
+    st_unc: jax.Array  # (Est,) staterror absolute uncertainty per entry
+    sh_unc: jax.Array  # (Jsh,) shapesys absolute uncertainty per component
+    init: jax.Array  # (P,) suggested initial values
+    bounds: jax.Array  # (P, 2) suggested bounds
+    fixed_base: jax.Array  # (P,) bool, fixed flags not derived from yields
+    aux_base: jax.Array  # (A,) auxdata where not derived from yields
+    width_base: jax.Array  # (A,) sigma (Gaussian) or tau (Poisson) where not derived
+    layout: Layout = static_field()
+
+    # ------------------------------------------------------------------ names
+    @property
+    def par_names(self) -> list[str]:
+        """One name per scalar parameter, pyhf style (``staterror_SR[0]``)."""
+        return list(self.layout.par_names)
+
+    @property
+    def par_order(self) -> list[str]:
+        """Parameter-set names in vector order (pyhf's ``config.par_order``)."""
+        return list(self.layout.par_order)
+
+    def par_slice(self, name: str) -> slice:
+        """Slice of the parameter vector that belongs to parameter set ``name``."""
+        try:
+            i = self.layout.par_order.index(name)
+        except ValueError:
+            raise InvalidInput(
+                f"unknown parameter {name!r}; the model has {list(self.layout.par_order)}"
+            ) from None
+        return slice(*self.layout.par_slices[i])
+
+    @property
+    def poi_index(self) -> Optional[int]:
+        return self.layout.poi_index
+
+    @property
+    def poi_name(self) -> Optional[str]:
+        return self.layout.poi_name
+
+    @property
+    def n_params(self) -> int:
+        return self.layout.n_params
+
+    @property
+    def channels(self) -> list[str]:
+        """Channel names in data order (sorted, as pyhf)."""
+        return list(self.layout.channels)
+
+    @property
+    def samples(self) -> list[str]:
+        """Sample names (sorted union over channels, as pyhf)."""
+        return list(self.layout.samples)
+
+    @property
+    def channel_nbins(self) -> dict[str, int]:
+        return dict(zip(self.layout.channels, self.layout.channel_nbins))
+
+    @property
+    def channel_slices(self) -> dict[str, slice]:
+        """Slice of the main data belonging to each channel."""
+        return self.layout.channel_slices
+
+    @property
+    def nmaindata(self) -> int:
+        return self.layout.n_main
+
+    @property
+    def nauxdata(self) -> int:
+        return self.layout.n_aux
+
+    @property
+    def auxdata_order(self) -> list[str]:
+        return list(self.layout.auxdata_order)
+
+    def __repr__(self) -> str:
+        lay = self.layout
+        return (
+            f"Model(channels={list(lay.channels)}, samples={list(lay.samples)}, "
+            f"n_params={lay.n_params}, poi={lay.poi_name!r}, "
+            f"n_main={lay.n_main}, n_aux={lay.n_aux})"
+        )
+
+    # -------------------------------------------------------- derived numbers
+    @public
+    def prepare(self) -> Prepared:
+        """Quantities that depend on yields but not on parameters (spec §3.5-3.6)."""
+        lay = self.layout
+        # staterror: sigma = sqrt(sum u^2) / sum nominal over carrying samples
+        st_nom = self.nominal[lay.st_sample, lay.st_bin]
+        tot = jax.ops.segment_sum(st_nom, lay.st_comp, num_segments=lay.n_st)
+        u2 = jax.ops.segment_sum(self.st_unc**2, lay.st_comp, num_segments=lay.n_st)
+        st_valid = (tot > 0) & (u2 > 0)
+        st_sigma = jnp.where(
+            st_valid, jnp.sqrt(jnp.where(st_valid, u2, 1.0)) / jnp.where(st_valid, tot, 1.0), 1.0
+        )
+        # shapesys: tau = (nominal / u)^2 on valid bins, 1 elsewhere
+        sh_nom = self.nominal[lay.sh_sample, lay.sh_bin]
+        sh_valid = (sh_nom > 0) & (self.sh_unc > 0)
+        sh_tau = jnp.where(
+            sh_valid, (sh_nom / jnp.where(sh_valid, self.sh_unc, 1.0)) ** 2, 1.0
+        )
+
+        dyn_fixed = jnp.where(
+            lay.par_st_comp >= 0,
+            ~_take(st_valid, lay.par_st_comp, True),
+            ~_take(sh_valid, lay.par_sh_comp, True),
+        )
+        fixed = jnp.where(lay.fixed_dynamic, dyn_fixed, self.fixed_base)
+        aux = jnp.where(lay.aux_value_dynamic, _take(sh_tau, lay.aux_sh_comp, 1.0), self.aux_base)
+        dyn_width = jnp.where(
+            lay.aux_st_comp >= 0,
+            _take(st_sigma, lay.aux_st_comp, 1.0),
+            _take(sh_tau, lay.aux_sh_comp, 1.0),
+        )
+        width = jnp.where(lay.aux_width_dynamic, dyn_width, self.width_base)
+        return Prepared(fixed=fixed, aux=aux, width=width)
+
+    # ------------------------------------------------------------ suggestions
+    @public
+    def suggested_init(self) -> jax.Array:
+        """(P,) float64 initial values (pyhf defaults + measurement config)."""
+        return self.init
+
+    @public
+    def suggested_bounds(self) -> jax.Array:
+        """(P, 2) float64 bounds (pyhf defaults + measurement config)."""
+        return self.bounds
+
+    @public
+    def suggested_fixed(self) -> jax.Array:
+        """(P,) bool: parameters held fixed in fits (config + masked bins)."""
+        return self.prepare().fixed
+
+    @property
+    @public
+    def auxdata(self) -> jax.Array:
+        """(A,) observed auxiliary data in pyhf's auxdata order."""
+        return self.prepare().aux
+
+    @property
+    @public
+    def data(self) -> jax.Array:
+        """(B + A,) observed main data followed by auxdata (``Workspace.data``)."""
+        return jnp.concatenate([self.obs_main, self.prepare().aux])
+
+    # ------------------------------------------------------------------ rates
+    def _check_pars(self, pars) -> jax.Array:
+        pars = f64(pars)
+        if pars.shape != (self.layout.n_params,):
+            raise InvalidInput(
+                f"parameters must have shape ({self.layout.n_params},) "
+                f"(one per entry of model.par_names), got shape {tuple(pars.shape)}"
+            )
+        return pars
+
+    def _check_data(self, data) -> jax.Array:
+        if data is None:
+            return self.data
+        data = f64(data)
+        n = self.layout.n_main + self.layout.n_aux
+        if data.shape != (n,):
+            raise InvalidInput(
+                f"data must have shape ({n},) = {self.layout.n_main} main bins + "
+                f"{self.layout.n_aux} auxdata, got shape {tuple(data.shape)}"
+            )
+        return data
+
+    def _rates_by_sample(self, pars) -> jax.Array:
+        """(S, B) expected yield of each sample in each bin."""
+        lay = self.layout
+        alpha_ns = pars[lay.ns_par]
+        g = interp.normsys(lay.normsys_code, alpha_ns, self.ns_hi, self.ns_lo)
+        f_ext = jnp.concatenate([pars, g, jnp.ones((1,), pars.dtype)])
+        factors = jnp.prod(f_ext[lay.mult_idx], axis=0)
+        base = self.nominal
+        if lay.hs_par.shape[0]:
+            nom = self.nominal[lay.hs_sample, lay.hs_bin]
+            delta = interp.histosys(
+                lay.histosys_code, pars[lay.hs_par], self.hs_hi - nom, nom - self.hs_lo
+            )
+            base = base.at[lay.hs_sample, lay.hs_bin].add(delta)
+        return base * factors
+
+    @public
+    def expected_by_sample(self, pars) -> jax.Array:
+        """(S, B) expected yield of each sample (``model.samples`` order) per bin."""
+        return self._rates_by_sample(self._check_pars(pars))
+
+    @public
+    def expected_actualdata(self, pars) -> jax.Array:
+        """(B,) expected main-bin yields."""
+        return jnp.sum(self._rates_by_sample(self._check_pars(pars)), axis=0)
+
+    def _expected_aux(self, pars, prep: Prepared) -> jax.Array:
+        lay = self.layout
+        theta = pars[lay.aux_par]
+        return jnp.where(lay.aux_poisson, theta * prep.width, theta)
+
+    @public
+    def expected_auxdata(self, pars) -> jax.Array:
+        """(A,) expected auxdata: theta (Gaussian) or gamma * tau (Poisson)."""
+        return self._expected_aux(self._check_pars(pars), self.prepare())
+
+    @public
+    def expected_data(self, pars, include_auxdata: bool = True) -> jax.Array:
+        """(B + A,) expected main data followed by expected auxdata (or (B,))."""
+        pars = self._check_pars(pars)
+        main = jnp.sum(self._rates_by_sample(pars), axis=0)
+        if not include_auxdata:
+            return main
+        return jnp.concatenate([main, self._expected_aux(pars, self.prepare())])
+
+    # -------------------------------------------------------------- likelihood
+    def _logpdf(self, pars, data, prep: Prepared) -> jax.Array:
+        """Unchecked log-likelihood; ``prep`` comes from :meth:`prepare`."""
+        lay = self.layout
+        n_main = lay.n_main
+        nu = jnp.sum(self._rates_by_sample(pars), axis=0)
+        main = jnp.sum(poisson_logpdf(data[:n_main], nu))
+        aux = data[n_main:]
+        theta = pars[lay.aux_par]
+        sigma = jnp.where(lay.aux_poisson, 1.0, prep.width)
+        gauss = -jnp.log(sigma) - _LOG_SQRT_2PI - 0.5 * ((aux - theta) / sigma) ** 2
+        pois = poisson_logpdf(aux, theta * jnp.where(lay.aux_poisson, prep.width, 1.0))
+        return main + jnp.sum(jnp.where(lay.aux_poisson, pois, gauss))
+
+    @public
+    def logpdf(self, pars, data=None) -> jax.Array:
+        """Scalar log-likelihood of ``data`` (B + A,) at ``pars`` (P,), as pyhf's
+        ``model.logpdf`` (which returns shape (1,)). ``data=None`` uses the
+        model's observed data."""
+        return self._logpdf(self._check_pars(pars), self._check_data(data), self.prepare())
+
+    @public
+    def nll(self, pars, data=None) -> jax.Array:
+        """Negative log-likelihood, ``-logpdf``."""
+        return -self.logpdf(pars, data)
+
+    # ------------------------------------------------------------------ yields
+    def _sample_location(self, channel: str, sample: str) -> tuple[int, slice]:
+        lay = self.layout
+        if channel not in lay.channels:
+            raise InvalidInput(f"unknown channel {channel!r}; channels are {list(lay.channels)}")
+        c = lay.channels.index(channel)
+        if sample not in lay.samples or not lay.sample_in_channel[lay.samples.index(sample)][c]:
+            present = [s for i, s in enumerate(lay.samples) if lay.sample_in_channel[i][c]]
+            raise InvalidInput(
+                f"channel {channel!r} has no sample {sample!r}; its samples are {present}"
+            )
+        return lay.samples.index(sample), lay.channel_slices[channel]
+
+    @public
+    def sample_yields(self, channel: str, sample: str) -> jax.Array:
+        """(n_bins,) nominal yields of ``sample`` in ``channel``."""
+        s, sl = self._sample_location(channel, sample)
+        return self.nominal[s, sl]
+
+    @public
+    def with_yields(self, channel: str, sample: str, yields) -> "Model":
+        """A new model with ``sample``'s nominal in ``channel`` replaced by ``yields``.
+
+        Equivalent to building the model from the workspace with that sample's
+        ``data`` replaced: modifier data (histosys templates, staterror/shapesys
+        absolute uncertainties) stay as they are; staterror sigmas, shapesys tau
+        and their masks are recomputed. Pure: works under jit, vmap and grad, and
+        keeps the treedef (no recompilation)."""
+        s, sl = self._sample_location(channel, sample)
+        yields = f64(yields)
+        n = sl.stop - sl.start
+        if yields.shape != (n,):
+            raise InvalidInput(
+                f"yields for sample {sample!r} in channel {channel!r} must have shape "
+                f"({n},), got shape {tuple(yields.shape)}"
+            )
+        return dataclasses.replace(self, nominal=self.nominal.at[s, sl].set(yields))
+
+    @public
+    def with_observed(self, main_data) -> "Model":
+        """A new model whose observed main data (B,) is ``main_data``."""
+        main_data = f64(main_data)
+        if main_data.shape != (self.layout.n_main,):
+            raise InvalidInput(
+                f"observed main data must have shape ({self.layout.n_main},), "
+                f"got shape {tuple(main_data.shape)}"
+            )
+        return dataclasses.replace(self, obs_main=main_data)
