@@ -17,7 +17,13 @@ from .errors import (
     NextStatJaxError,
     PatchSetVerificationError,
 )
+from .asymptotics import HypotestResult
+from .fits import FitResult, fit, fixed_poi_fit
+from .infer import hypotest, upper_limit
+from .limits import UpperLimit
 from .model import Model
+from .solver import SolverOptions
+from .teststats import discovery_significance, q0, qmu, test_statistic, tmu
 from .patches import PatchSet
 from .workspace import Workspace, from_pyhf
 
@@ -28,6 +34,19 @@ __all__ = [
     "Workspace",
     "PatchSet",
     "from_pyhf",
+    "fit",
+    "fixed_poi_fit",
+    "FitResult",
+    "SolverOptions",
+    "q0",
+    "qmu",
+    "tmu",
+    "test_statistic",
+    "discovery_significance",
+    "hypotest",
+    "HypotestResult",
+    "upper_limit",
+    "UpperLimit",
     "NextStatJaxError",
     "InvalidSpecification",
     "InvalidModel",

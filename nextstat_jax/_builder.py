@@ -10,6 +10,7 @@ Every inconsistency raises an :class:`InvalidModel` subclass naming the place.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -117,6 +118,15 @@ class _ParamSet:
         return self.types[0]
 
 
+def _is_real(v) -> bool:
+    """A real number (Python, NumPy scalar or 0-d array), not a bool."""
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    if isinstance(v, numbers.Real):
+        return True
+    return isinstance(v, np.ndarray) and v.ndim == 0 and np.issubdtype(v.dtype, np.number)
+
+
 def _finite(values, what: str, cls=InvalidModel) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(arr)):
@@ -196,7 +206,7 @@ class _Builder:
         if mtype == "normsys":
             for k in ("hi", "lo"):
                 v = data[k]
-                if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                if not (_is_real(v) and math.isfinite(float(v)) and float(v) > 0):
                     raise InvalidModifier(
                         f"normsys factor {k}={v!r} must be a finite number > 0 at {place}.data.{k}"
                     )
@@ -324,6 +334,15 @@ class _Builder:
                         f"measurement config of parameter {name!r} gives {len(v)} values for "
                         f"{k!r}, expected {ps.size}"
                     )
+            for k in ("inits", "auxdata", "sigmas", "factors"):
+                if k in cfg:
+                    vals = np.asarray(cfg[k], dtype=float)
+                    if not np.all(np.isfinite(vals)) or (k in ("sigmas", "factors") and np.any(vals <= 0)):
+                        need = "finite and > 0" if k in ("sigmas", "factors") else "finite"
+                        raise InvalidModel(
+                            f"measurement config of parameter {name!r}: {k!r} = {list(cfg[k])} "
+                            f"must be {need}"
+                        )
             if kind == "lumi":
                 missing = [k for k in ("inits", "bounds", "auxdata", "sigmas") if k not in cfg]
                 if missing:
@@ -541,6 +560,7 @@ class _Builder:
             par_st_comp=par_st,
             par_sh_comp=par_sh,
             fixed_dynamic=fixed_dyn,
+            fixed_base=fixed_base,
             aux_par=col(aux_rows, 0, np.int32),
             aux_poisson=col(aux_rows, 1, bool),
             aux_st_comp=col(aux_rows, 2, np.int32),
@@ -559,7 +579,6 @@ class _Builder:
             sh_unc=col(sh_rows, 2, float),
             init=init,
             bounds=bounds,
-            fixed_base=fixed_base,
             aux_base=col(aux_rows, 4, float),
             width_base=col(aux_rows, 5, float),
         )
@@ -571,20 +590,19 @@ class _Builder:
         self.paramsets()
         self.configure()
         layout, arrays = self.arrays()
-        leaves = {
-            k: (jnp.asarray(v) if v.dtype == bool else jnp.asarray(v, dtype=jnp.float64))
-            for k, v in arrays.items()
-        }
+        leaves = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in arrays.items()}
         return Model(layout=layout, **leaves)
 
 
-def check_model_spec(spec: dict, *, modifier_settings: Optional[dict] = None) -> None:
-    """Run every structural check of :func:`build_model` without building arrays."""
-    b = _Builder(spec, None, modifier_settings, None)
+def check_model_spec(spec: dict, *, poi_name: Optional[str] = None,
+                     modifier_settings: Optional[dict] = None) -> None:
+    """Run every check of :func:`build_model` (NumPy only, no JAX arrays)."""
+    b = _Builder(spec, poi_name, modifier_settings, None)
     b._n_st = 0
     b.collect()
     b.paramsets()
     b.configure()
+    b.arrays()
 
 
 @x64

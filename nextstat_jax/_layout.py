@@ -68,6 +68,7 @@ class Layout:
     par_st_comp: np.ndarray  # (P,) component index or -1
     par_sh_comp: np.ndarray  # (P,)
     fixed_dynamic: np.ndarray  # (P,) bool: fixed flag derived from yields
+    fixed_base: np.ndarray  # (P,) bool: fixed flags from the measurement config
     # auxiliary data / constraints, in pyhf's auxdata order
     aux_par: np.ndarray  # (A,) parameter index of each component
     aux_poisson: np.ndarray  # (A,) bool, else Gaussian

@@ -101,10 +101,18 @@ def public(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def f64(x) -> jax.Array:
-    """Convert ``x`` to a float64 JAX array (call inside a float64 context)."""
-    if isinstance(x, jax.Array) and x.dtype == jnp.float64:
-        return x
-    if isinstance(x, (np.ndarray, list, tuple, float, int, np.floating, np.integer)):
+def f64(x, what: str = "input") -> jax.Array:
+    """Convert ``x`` to a float64 JAX array (call inside a float64 context);
+    a non-numeric ``x`` raises :class:`InvalidInput` naming ``what``."""
+    if isinstance(x, jax.Array):
+        return x if x.dtype == jnp.float64 else x.astype(jnp.float64)
+    try:
         return jnp.asarray(np.asarray(x, dtype=np.float64))
-    return jnp.asarray(x, dtype=jnp.float64)
+    except (TypeError, ValueError):
+        pass
+    try:  # e.g. a list of tracers
+        return jnp.asarray(x, dtype=jnp.float64)
+    except (TypeError, ValueError):
+        from .errors import InvalidInput
+
+        raise InvalidInput(f"{what} must be numeric, got {type(x).__name__} {str(x)[:60]!r}") from None

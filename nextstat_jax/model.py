@@ -84,7 +84,6 @@ class Model:
     sh_unc: jax.Array  # (Jsh,) shapesys absolute uncertainty per component
     init: jax.Array  # (P,) suggested initial values
     bounds: jax.Array  # (P, 2) suggested bounds
-    fixed_base: jax.Array  # (P,) bool, fixed flags not derived from yields
     aux_base: jax.Array  # (A,) auxdata where not derived from yields
     width_base: jax.Array  # (A,) sigma (Gaussian) or tau (Poisson) where not derived
     layout: Layout = static_field()
@@ -186,7 +185,7 @@ class Model:
             ~_take(st_valid, lay.par_st_comp, True),
             ~_take(sh_valid, lay.par_sh_comp, True),
         )
-        fixed = jnp.where(lay.fixed_dynamic, dyn_fixed, self.fixed_base)
+        fixed = jnp.where(lay.fixed_dynamic, dyn_fixed, lay.fixed_base)
         aux = jnp.where(lay.aux_value_dynamic, _take(sh_tau, lay.aux_sh_comp, 1.0), self.aux_base)
         dyn_width = jnp.where(
             lay.aux_st_comp >= 0,
@@ -226,7 +225,7 @@ class Model:
 
     # ------------------------------------------------------------------ rates
     def _check_pars(self, pars) -> jax.Array:
-        pars = f64(pars)
+        pars = f64(pars, "parameters")
         if pars.shape != (self.layout.n_params,):
             raise InvalidInput(
                 f"parameters must have shape ({self.layout.n_params},) "
@@ -237,7 +236,7 @@ class Model:
     def _check_data(self, data) -> jax.Array:
         if data is None:
             return self.data
-        data = f64(data)
+        data = f64(data, "data")
         n = self.layout.n_main + self.layout.n_aux
         if data.shape != (n,):
             raise InvalidInput(
@@ -302,7 +301,12 @@ class Model:
         theta = pars[lay.aux_par]
         sigma = jnp.where(lay.aux_poisson, 1.0, prep.width)
         gauss = -jnp.log(sigma) - _LOG_SQRT_2PI - 0.5 * ((aux - theta) / sigma) ** 2
-        pois = poisson_logpdf(aux, theta * jnp.where(lay.aux_poisson, prep.width, 1.0))
+        # Poisson terms only on Poisson components; safe values elsewhere so
+        # that the unselected branch has finite gradients
+        pois = poisson_logpdf(
+            jnp.where(lay.aux_poisson, aux, 0.0),
+            jnp.where(lay.aux_poisson, theta * prep.width, 1.0),
+        )
         return main + jnp.sum(jnp.where(lay.aux_poisson, pois, gauss))
 
     @public
@@ -346,7 +350,7 @@ class Model:
         and their masks are recomputed. Pure: works under jit, vmap and grad, and
         keeps the treedef (no recompilation)."""
         s, sl = self._sample_location(channel, sample)
-        yields = f64(yields)
+        yields = f64(yields, "yields")
         n = sl.stop - sl.start
         if yields.shape != (n,):
             raise InvalidInput(
@@ -358,7 +362,7 @@ class Model:
     @public
     def with_observed(self, main_data) -> "Model":
         """A new model whose observed main data (B,) is ``main_data``."""
-        main_data = f64(main_data)
+        main_data = f64(main_data, "observed main data")
         if main_data.shape != (self.layout.n_main,):
             raise InvalidInput(
                 f"observed main data must have shape ({self.layout.n_main},), "

@@ -228,7 +228,9 @@ def _check_workspace(spec: dict) -> None:
                 f"model; modifier names are {sorted(modifier_names)}"
             )
         try:
-            check_model_spec({"channels": spec["channels"], "parameters": meas["config"]["parameters"]})
+            check_model_spec(
+                {"channels": spec["channels"], "parameters": meas["config"]["parameters"]}, poi_name=poi
+            )
         except InvalidModel as err:
             if len(spec["measurements"]) > 1:
                 raise type(err)(f"{err} (measurement {meas['name']!r})") from None

@@ -1,0 +1,127 @@
+"""Public inference entry points: ``hypotest`` and ``upper_limit``.
+
+Thin compositions of the pieces in ``teststats``, ``asymptotics``, ``toys``
+and ``limits``; each jit-compiles once per model structure and options.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+from ._x64 import f64, public
+from .asymptotics import HypotestResult, hypotest_asymptotic
+from .errors import InvalidInput
+from .fits import _poi_index, make_problem
+from .limits import UpperLimit, scan_limits, solve_limits
+from .model import Model
+from .solver import SolverOptions
+from .teststats import check_kind
+
+__all__ = ["hypotest", "upper_limit", "HypotestResult", "UpperLimit"]
+
+_jit_hypotest_asymptotic = jax.jit(hypotest_asymptotic, static_argnums=(2, 3, 4))
+_jit_limits = jax.jit(solve_limits, static_argnums=(1, 2, 3, 4))
+_jit_scan = jax.jit(scan_limits, static_argnums=(2, 3, 4, 5))
+
+
+def _check_poi_free(model: Model, prob) -> int:
+    poi = _poi_index(model)
+    fixed = prob.fixed
+    if not isinstance(fixed, jax.core.Tracer) and bool(fixed[poi]):
+        raise InvalidInput(
+            f"the parameter of interest {model.poi_name!r} is fixed; a hypothesis test needs it free"
+        )
+    return poi
+
+
+@public
+def hypotest(
+    model: Model,
+    mu,
+    data=None,
+    *,
+    test_stat: str = "qtilde",
+    calculator: str = "asymptotics",
+    return_expected_set: bool = True,
+    n_toys: int = 2000,
+    key: Optional[jax.Array] = None,
+    init=None,
+    fixed=None,
+    bounds=None,
+    options: SolverOptions = SolverOptions(),
+    chunk_size: int = 1024,
+    progress: Optional[bool] = None,
+) -> HypotestResult:
+    """Hypothesis test of POI value ``mu`` (pyhf's ``infer.hypotest``).
+
+    Args:
+        model, mu, data: the model, tested POI value, data (None: observed).
+        test_stat: "qtilde" (default), "q" or "q0".
+        calculator: "asymptotics" (default) or "toybased".
+        return_expected_set: accepted for pyhf familiarity; the expected set
+            is always part of the result.
+        n_toys, key: toys per hypothesis and PRNG key (toybased only).
+        chunk_size: toys fitted per vmapped batch (bounds memory).
+        progress: show a progress bar for toys (default: when n_toys >= 5000).
+
+    Returns:
+        :class:`HypotestResult` (one type whatever the options).
+    """
+    if test_stat not in ("q0", "q", "qtilde"):
+        raise InvalidInput(f"test_stat must be 'q0', 'q' or 'qtilde', got {test_stat!r}")
+    prob = make_problem(model, data, init, fixed, bounds)
+    poi = _check_poi_free(model, prob)
+    mu = f64(mu)
+    if calculator == "asymptotics":
+        return _jit_hypotest_asymptotic(prob, mu, test_stat, poi, options)
+    if calculator == "toybased":
+        from .toys import hypotest_toys
+
+        if key is None:
+            raise InvalidInput("calculator='toybased' needs a PRNG key: key=jax.random.key(0)")
+        return hypotest_toys(prob, mu, test_stat, poi, options, key, int(n_toys), int(chunk_size), progress)
+    raise InvalidInput(f"calculator must be 'asymptotics' or 'toybased', got {calculator!r}")
+
+
+@public
+def upper_limit(
+    model: Model,
+    data=None,
+    *,
+    level: float = 0.05,
+    test_stat: str = "qtilde",
+    scan=None,
+    bracket=None,
+    init=None,
+    fixed=None,
+    bounds=None,
+    options: SolverOptions = SolverOptions(),
+) -> UpperLimit:
+    """Observed and expected (-2..+2 sigma) upper limits at CLs = ``level``.
+
+    By default the six roots of ``CLs(mu) = level`` are found by bracketed root
+    finding (bracket: the POI bounds, widened if needed, or ``bracket=(lo, hi)``),
+    to ~1e-9 relative. With ``scan`` (array of mu), pyhf's interpolation mode.
+    Differentiable w.r.t. yields and data (implicit function theorem).
+    """
+    if not 0.0 < float(level) < 1.0:
+        raise InvalidInput(f"level must be in (0, 1), got {level}")
+    if test_stat not in ("q", "qtilde"):
+        raise InvalidInput(f"upper limits use test_stat 'q' or 'qtilde', got {test_stat!r}")
+    prob = make_problem(model, data, init, fixed, bounds)
+    poi = _check_poi_free(model, prob)
+    if scan is not None:
+        scan = f64(scan)
+        if scan.ndim != 1 or scan.shape[0] < 2:
+            raise InvalidInput("scan must be a 1-d array of at least 2 POI values")
+        return _jit_scan(prob, scan, float(level), test_stat, poi, options)
+    if bracket is None:
+        lo, hi = prob.bounds[poi, 0], prob.bounds[poi, 1]
+        lo = jnp.maximum(lo, 0.0)
+    else:
+        lo, hi = f64(bracket[0]), f64(bracket[1])
+    return _jit_limits(prob, float(level), test_stat, poi, options, (lo, hi))

@@ -1,0 +1,163 @@
+"""Profile-likelihood test statistics (spec §6.2), as pyhf 0.7.6 defines them.
+
+With ``t = 2NLL(theta_hat_hat(mu)) - 2NLL(theta_hat)``:
+
+* ``tmu``/``ttilde``: ``max(t, 0)``;
+* ``qmu``/``qtilde``: ``0 if mu_hat > mu else max(t, 0)``;
+* ``q0``: ``0 if mu_hat < 0 else max(t_0, 0)``.
+
+The "tilde" variants are the same code: the tilde behaviour (mu_hat >= 0)
+comes from the POI lower bound of 0 in the bounds, exactly as in pyhf; the
+flag only matters to the asymptotic calculator (``hypotest``).
+Values come from fits through the envelope theorem, so ``jax.grad`` of any
+statistic costs one backward pass and no extra fits; where a statistic is
+clipped to 0 its gradient is 0.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ._x64 import f64, public
+from .fits import _Problem, _poi_index, _solve, _value_at, fix_poi, make_problem
+from .model import Model
+from .solver import SolverOptions
+
+__all__ = ["q0", "qmu", "tmu", "test_statistic", "discovery_significance", "TEST_STATISTICS"]
+
+TEST_STATISTICS = ("q0", "q", "qtilde", "t", "ttilde")
+
+
+class ProfileFit(NamedTuple):
+    """Value-only fit results used by the statistics (batched along axis 0 when
+    several fits run together): 2NLL with envelope derivatives, POI estimate,
+    convergence, and the solver's bestfit (no derivatives through it)."""
+
+    twice_nll: jax.Array
+    poi_hat: jax.Array
+    converged: jax.Array
+    bestfit: jax.Array
+
+
+def profiles(prob: _Problem, poi_index: int, options: SolverOptions, mus=(), free: bool = True) -> ProfileFit:
+    """The free fit (if ``free``) followed by fixed-POI fits at each of ``mus``,
+    solved together in one vmapped call (one ``while_loop`` to compile).
+    Returns a :class:`ProfileFit` with a leading axis of ``free + len(mus)``."""
+    inits, fixeds = [], []
+    if free:
+        inits.append(prob.init)
+        fixeds.append(prob.fixed)
+    for mu in mus:
+        fp = fix_poi(prob, poi_index, mu)
+        inits.append(fp.init)
+        fixeds.append(fp.fixed)
+
+    def one(init, fixed):
+        p = prob._replace(init=init, fixed=fixed)
+        sol = _solve(p, options)
+        return ProfileFit(
+            _value_at(sol.theta, p), jax.lax.stop_gradient(sol.theta[poi_index]), sol.converged, sol.theta
+        )
+
+    return jax.vmap(one)(jnp.stack(inits), jnp.stack(fixeds))
+
+
+def safe_sqrt(x):
+    """sqrt with a zero (not infinite) gradient at 0 (statistics clipped at 0)."""
+    pos = x > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
+
+
+class StatValue(NamedTuple):
+    value: jax.Array
+    converged: jax.Array
+
+
+def from_fits(free_nll, free_poi_hat, cond_nll, mu_test, kind: str):
+    """Statistic ``kind`` from a free and a conditional fit (pyhf's definitions)."""
+    t = jnp.maximum(cond_nll - free_nll, 0.0)
+    if kind == "q0":
+        return jnp.where(free_poi_hat < 0, 0.0, t)
+    if kind in ("q", "qtilde"):
+        return jnp.where(free_poi_hat > mu_test, 0.0, t)
+    return t  # "t", "ttilde"
+
+
+def test_mu(kind: str, mu, dtype):
+    """The POI value a statistic tests: 0 for q0, else ``mu``."""
+    return jnp.zeros((), dtype) if kind == "q0" else mu
+
+
+def statistic(prob: _Problem, mu, kind: str, poi_index: int, options: SolverOptions) -> StatValue:
+    """Test statistic ``kind`` at POI value ``mu``: free and fixed-POI fits in
+    one vmapped solve. Pure; jit/vmap/grad-able."""
+    mu_test = test_mu(kind, mu, prob.init.dtype)
+    fits = profiles(prob, poi_index, options, (mu_test,))
+    value = from_fits(fits.twice_nll[0], fits.poi_hat[0], fits.twice_nll[1], mu_test, kind)
+    return StatValue(value, jnp.all(fits.converged))
+
+
+def check_kind(kind: str) -> str:
+    from .errors import InvalidInput
+
+    if kind not in TEST_STATISTICS:
+        raise InvalidInput(f"unknown test statistic {kind!r}; choose one of {list(TEST_STATISTICS)}")
+    return kind
+
+
+_jit_statistic = jax.jit(
+    lambda prob, mu, kind, poi, options: statistic(prob, mu, kind, poi, options).value,
+    static_argnums=(2, 3, 4),
+)
+
+
+@public
+def test_statistic(
+    model: Model,
+    mu=0.0,
+    data=None,
+    *,
+    kind: str = "qtilde",
+    init=None,
+    fixed=None,
+    bounds=None,
+    options: SolverOptions = SolverOptions(),
+) -> jax.Array:
+    """Profile-likelihood test statistic ``kind`` in ``("q0", "q", "qtilde",
+    "t", "ttilde")`` at POI value ``mu`` (ignored for q0). Returns a scalar."""
+    prob = make_problem(model, data, init, fixed, bounds)
+    return _jit_statistic(prob, f64(mu), check_kind(kind), _poi_index(model), options)
+
+
+@public
+def q0(model: Model, data=None, *, init=None, fixed=None, bounds=None,
+       options: SolverOptions = SolverOptions()) -> jax.Array:
+    """Discovery statistic q0 (scalar): 0 if mu_hat < 0, else 2NLL(mu=0) - 2NLL(free)."""
+    return test_statistic(model, 0.0, data, kind="q0", init=init, fixed=fixed, bounds=bounds, options=options)
+
+
+@public
+def qmu(model: Model, mu, data=None, tilde: bool = True, *, init=None, fixed=None, bounds=None,
+        options: SolverOptions = SolverOptions()) -> jax.Array:
+    """Upper-limit statistic q_mu (or q~_mu; identical code, see module doc)."""
+    kind = "qtilde" if tilde else "q"
+    return test_statistic(model, mu, data, kind=kind, init=init, fixed=fixed, bounds=bounds, options=options)
+
+
+@public
+def tmu(model: Model, mu, data=None, tilde: bool = True, *, init=None, fixed=None, bounds=None,
+        options: SolverOptions = SolverOptions()) -> jax.Array:
+    """Two-sided statistic t_mu (or t~_mu): max(0, 2NLL(mu) - 2NLL(free))."""
+    kind = "ttilde" if tilde else "t"
+    return test_statistic(model, mu, data, kind=kind, init=init, fixed=fixed, bounds=bounds, options=options)
+
+
+@public
+def discovery_significance(model: Model, data=None, *, init=None, fixed=None, bounds=None,
+                           options: SolverOptions = SolverOptions()) -> jax.Array:
+    """Observed discovery significance Z0 = sqrt(q0) (0 where q0 = 0, with a
+    zero gradient there)."""
+    return safe_sqrt(q0(model, data, init=init, fixed=fixed, bounds=bounds, options=options))
