@@ -52,7 +52,7 @@ class HypotestResult(NamedTuple):
 def expected_full(model, theta):
     """(B + A,) expected data at ``theta`` (no argument checks; traced)."""
     prep = model.prepare()
-    main = jnp.sum(model._rates_by_sample(theta), axis=0)
+    main = jnp.sum(model._rates_by_sample(theta, prep), axis=0)
     aux = model._expected_aux(theta, prep)
     return jnp.concatenate([main, aux])
 

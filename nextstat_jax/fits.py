@@ -27,7 +27,8 @@ import numpy as np
 from ._x64 import f64, public
 from .errors import InvalidInput
 from .model import Model, Prepared
-from .solver import Solution, SolverOptions, minimize
+from .solver import Solution, SolverOptions, assemble_dense, minimize
+from .structure import hessian_structure
 
 __all__ = ["FitResult", "fit", "fixed_poi_fit", "SolverOptions"]
 
@@ -62,25 +63,50 @@ class _Problem(NamedTuple):
 
 
 def _objective(theta, model: Model, data, prep: Prepared):
+    """NLL = -logpdf (normalisation constants included)."""
     return -model._logpdf(theta, data, prep)
 
 
-def _vgh(model, data, prep):
-    f = functools.partial(_objective, model=model, data=data, prep=prep)
+def _varying_objective(theta, model: Model, data, prep: Prepared):
+    """NLL up to parameter-independent constants: what the solver minimises
+    (no lnGamma or log-sigma terms in the loop)."""
+    return -model._logpdf_varying(theta, data, prep)
 
-    def value_grad_hess(theta):
-        v, g = jax.value_and_grad(f)(theta)
-        return v, g, jax.hessian(f)(theta)
 
-    return value_grad_hess, f
+def _derivatives(model: Model, data, prep: Prepared):
+    """``theta -> (f, grad, Y = H @ seeds)`` with compressed Hessian-vector
+    products (forward-over-reverse), and ``theta -> f``, for the varying part
+    of the NLL."""
+    f = functools.partial(_varying_objective, model=model, data=data, prep=prep)
+    seeds = jnp.asarray(hessian_structure(model.layout).seeds)
+    vg = jax.value_and_grad(f)
+
+    n_seeds = seeds.shape[1]
+
+    def derivs(theta):
+        if n_seeds <= 16:  # unrolled: nested vmaps make batched gathers slow on CPU
+            outs = [jax.jvp(vg, (theta,), (seeds[:, k],)) for k in range(n_seeds)]
+            (v, g), _ = outs[0]
+            return v, g, jnp.stack([hv for _, (_, hv) in outs], axis=1)
+        (v, g), (_, hv) = jax.vmap(lambda s: jax.jvp(vg, (theta,), (s,)), in_axes=1)(seeds)
+        return v[0], g[0], hv.T
+
+    return derivs, f
+
+
+def hessian(theta, model: Model, data, prep: Prepared):
+    """Exact dense Hessian (P, P) of NLL, from compressed products."""
+    derivs, _ = _derivatives(model, data, prep)
+    return assemble_dense(derivs(theta)[2], hessian_structure(model.layout))
 
 
 def _solve(prob: _Problem, options: SolverOptions) -> Solution:
     """Run the minimiser; no derivatives flow through this."""
     prob = jax.lax.stop_gradient(prob)
     prep = prob.model.prepare()
-    vgh, f = _vgh(prob.model, prob.data, prep)
-    return minimize(vgh, f, prob.init, prob.bounds[:, 0], prob.bounds[:, 1], prob.fixed, options)
+    derivs, f = _derivatives(prob.model, prob.data, prep)
+    return minimize(derivs, f, prob.init, prob.bounds[:, 0], prob.bounds[:, 1], prob.fixed,
+                    hessian_structure(prob.model.layout), options)
 
 
 def _pinned(theta, prob: _Problem):
@@ -113,7 +139,7 @@ def _implicit_jvp(primals, tangents):
 
     _, dgrad = jax.jvp(grad_f, (prob.model, prob.data), (tprob.model, tprob.data))
     model, data = prob.model, prob.data
-    H = jax.hessian(_objective)(theta, model, data, model.prepare())
+    H = hessian(theta, model, data, model.prepare())
     free = ~pinned
     rhs = jnp.where(free, dgrad + H @ tz, 0.0)
     eye = jnp.eye(theta.shape[0], dtype=theta.dtype)
@@ -134,7 +160,7 @@ def _covariance(theta, prob: _Problem):
     theta = jax.lax.stop_gradient(theta)
     prob = jax.lax.stop_gradient(prob)
     model = prob.model
-    H = jax.hessian(_objective)(theta, model, prob.data, model.prepare())
+    H = hessian(theta, model, prob.data, model.prepare())
     free = ~prob.fixed
     n = theta.shape[0]
     Hf = jnp.where(free[:, None] & free[None, :], H, jnp.eye(n, dtype=H.dtype))

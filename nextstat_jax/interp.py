@@ -12,6 +12,9 @@ gradients everywhere its value is finite: branches are selected with
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -25,6 +28,9 @@ __all__ = [
     "histosys_code4p",
     "normsys",
     "histosys",
+    "NormsysTerms",
+    "normsys_terms",
+    "normsys_from_terms",
 ]
 
 NORMSYS_CODES = ("code1", "code4")
@@ -44,29 +50,50 @@ _CODE4_MATRIX = np.array(
 )
 
 
-def normsys_code1(alpha, hi, lo):
-    """Piecewise exponential: ``hi**alpha`` for alpha > 0, ``lo**(-alpha)`` else."""
-    return jnp.where(alpha > 0, jnp.exp(alpha * jnp.log(hi)), jnp.exp(-alpha * jnp.log(lo)))
+class NormsysTerms(NamedTuple):
+    """What a normsys interpolation needs from ``hi``/``lo`` (computed once per
+    model, not per evaluation): logs and the code4 coefficients (..., 6)."""
+
+    log_hi: jax.Array
+    log_lo: jax.Array
+    coef: jax.Array
 
 
-def code4_coefficients(hi, lo):
-    """The six polynomial coefficients of code4, stacked on a new last axis."""
+def normsys_terms(hi, lo) -> NormsysTerms:
     log_hi, log_lo = jnp.log(hi), jnp.log(lo)
     r = jnp.stack(
         [hi - 1.0, lo - 1.0, hi * log_hi, -lo * log_lo, hi * log_hi**2, lo * log_lo**2],
         axis=-1,
     )
-    return r @ jnp.asarray(_CODE4_MATRIX.T)
+    return NormsysTerms(log_hi, log_lo, r @ jnp.asarray(_CODE4_MATRIX.T, r.dtype))
+
+
+def _code1(alpha, t: NormsysTerms):
+    return jnp.where(alpha > 0, jnp.exp(alpha * t.log_hi), jnp.exp(-alpha * t.log_lo))
+
+
+def _code4(alpha, t: NormsysTerms):
+    inside = jnp.clip(alpha, -1.0, 1.0)  # keep the unused branch's powers tame
+    poly = t.coef[..., 5]
+    for k in (4, 3, 2, 1, 0):  # Horner: 1 + sum_k a_k alpha^k
+        poly = poly * inside + t.coef[..., k]
+    poly = 1.0 + poly * inside
+    return jnp.where(jnp.abs(alpha) < 1.0, poly, _code1(alpha, t))
+
+
+def normsys_code1(alpha, hi, lo):
+    """Piecewise exponential: ``hi**alpha`` for alpha > 0, ``lo**(-alpha)`` else."""
+    return _code1(alpha, normsys_terms(hi, lo))
+
+
+def code4_coefficients(hi, lo):
+    """The six polynomial coefficients of code4, stacked on a new last axis."""
+    return normsys_terms(hi, lo).coef
 
 
 def normsys_code4(alpha, hi, lo):
     """Polynomial inside |alpha| < 1 (continuous to 2nd derivative), code1 outside."""
-    a = code4_coefficients(hi, lo)
-    inside = jnp.clip(alpha, -1.0, 1.0)  # keep the unused branch's powers tame
-    powers = jnp.stack([inside**k for k in range(1, 7)], axis=-1)
-    poly = 1.0 + jnp.sum(a * powers, axis=-1)
-    outside = normsys_code1(alpha, hi, lo)
-    return jnp.where(jnp.abs(alpha) < 1.0, poly, outside)
+    return _code4(alpha, normsys_terms(hi, lo))
 
 
 def histosys_code0(alpha, up, dn):
@@ -95,13 +122,18 @@ def histosys_code4p(alpha, up, dn):
     return jnp.where(alpha > 1.0, alpha * up, jnp.where(alpha < -1.0, alpha * dn, inside))
 
 
-_NORMSYS = {"code1": normsys_code1, "code4": normsys_code4}
+_NORMSYS = {"code1": _code1, "code4": _code4}
 _HISTOSYS = {"code0": histosys_code0, "code2": histosys_code2, "code4p": histosys_code4p}
 
 
 def normsys(code: str, alpha, hi, lo):
     """Dispatch a normsys interpolation by pyhf code name."""
-    return _NORMSYS[code](alpha, hi, lo)
+    return _NORMSYS[code](alpha, normsys_terms(hi, lo))
+
+
+def normsys_from_terms(code: str, alpha, terms: NormsysTerms):
+    """Normsys factor from precomputed :class:`NormsysTerms`."""
+    return _NORMSYS[code](alpha, terms)
 
 
 def histosys(code: str, alpha, up, dn):

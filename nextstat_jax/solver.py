@@ -1,18 +1,23 @@
 """Bounded Newton minimiser in pure JAX (no host round trips).
 
 ``minimize`` runs a projected Newton method (Bertsekas 1982) inside
-``lax.while_loop``: at each iterate the parameters pinned at a bound whose
-gradient pushes outward (plus the fixed ones) are held, a Newton step is taken
-on the others (Cholesky of the free block, with a diagonal shift if it is not
-positive definite), and a backtracking Armijo search runs along the projected
-path ``clip(theta + a*d, lo, hi)``.  Under ``vmap`` every element stops when it
-has converged (JAX's batched ``while_loop`` freezes finished elements), and the
-loop ends when all have converged or hit ``max_iter``.
+``lax.while_loop``.  At each iterate the parameters pinned at a bound whose
+gradient pushes outward (and the fixed ones) are held; a Newton step is taken
+on the others, using the exact Hessian assembled from a few compressed
+Hessian-vector products and solved block-wise (``structure.py``,
+``linalg.py``; dense when the model has no sparsity); a backtracking Armijo
+search then runs along the projected path ``clip(theta + a*d, lo, hi)``.
+Under ``vmap`` every element freezes when it has converged and the loop ends
+when all have converged or hit ``max_iter``.
 
-Convergence is declared when the Newton decrement on the free parameters,
-``g_F^T H_FF^{-1} g_F / 2`` (the predicted distance to the minimum in objective
-units), falls below ``tol_abs + tol_rel*|f|``.  Nothing here differentiates
-through the iterations: see ``fits.py`` for the implicit-function gradients.
+Convergence: the Newton decrement on the free parameters, ``g_F^T H_FF^{-1}
+g_F / 2`` (the predicted distance to the minimum in objective units), below
+``tol_abs + tol_rel*|f|``; or a full Newton step (alpha = 1) accepted from a
+point whose decrement was already below ``tol_step``: Newton converges
+quadratically there, so the step lands within ~tol_step**2 of the minimum and
+one more derivative evaluation only to confirm it would be wasted work (the
+worst case, no quadratic convergence at all, is still within ``tol_step``).
+Nothing here is differentiated: see ``fits.py``.
 """
 
 from __future__ import annotations
@@ -21,9 +26,14 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-__all__ = ["SolverOptions", "Solution", "minimize", "STATUS"]
+from .linalg import block_arrow_solve
+from .model import gather
+from .structure import HessianStructure
+
+__all__ = ["SolverOptions", "Solution", "minimize", "STATUS", "assemble_dense", "newton_direction"]
 
 # status codes (per element under vmap)
 STATUS = {0: "converged", 1: "max_iter reached", 2: "non-finite objective", 3: "line search failed"}
@@ -33,13 +43,17 @@ class SolverOptions(NamedTuple):
     """Static options of :func:`minimize` (hashable; part of the compile key).
 
     ``tol_abs``/``tol_rel``: stop when the Newton decrement/2 (estimated
-    objective distance to the minimum) is below ``tol_abs + tol_rel*|f|``.
-    ``max_iter``: Newton iterations; ``max_backtrack``: halvings per line search.
+    objective distance to the minimum, in NLL units) is below
+    ``tol_abs + tol_rel*|f|``, or after a full Newton step taken with the
+    decrement/2 below ``tol_step`` (module doc). ``max_iter``: Newton iterations;
+    ``max_backtrack``: halvings per line search; ``armijo``: sufficient
+    decrease constant.
     """
 
     max_iter: int = 100
     tol_abs: float = 1e-10
     tol_rel: float = 1e-14
+    tol_step: float = 1e-8
     max_backtrack: int = 40
     armijo: float = 1e-4
 
@@ -67,6 +81,50 @@ class _State(NamedTuple):
     status: jax.Array
 
 
+def _padded_flat(Y):
+    """Y (P, n) with a zero row (index P) and zero column (index n), flattened:
+    entry (i, j) sits at ``i * (n + 1) + j``."""
+    Y = jnp.concatenate([Y, jnp.zeros((1, Y.shape[1]), Y.dtype)], axis=0)
+    Y = jnp.concatenate([Y, jnp.zeros((Y.shape[0], 1), Y.dtype)], axis=1)
+    return Y.reshape(-1)
+
+
+def assemble_dense(Y, st: HessianStructure):
+    """Dense Hessian (P, P) from compressed products ``Y = H V`` (P, n_seeds)."""
+    H = gather(_padded_flat(Y), st.flat_dense)
+    return 0.5 * (H + H.T)
+
+
+def newton_direction(g, Y, free, st: HessianStructure):
+    """Newton step ``d = -H_FF^{-1} g_F`` on the free parameters (0 elsewhere)
+    from the compressed Hessian ``Y``, and the decrement ``-g.d``.
+    All index work is static 1-d gathers (no scatters: fast under vmap)."""
+    n_glob = st.n_global
+    Yf = _padded_flat(Y)
+    A = gather(Yf, st.flat_a)  # (C, m, m)
+    free_p = jnp.concatenate([free, jnp.zeros((1,), bool)])
+    fl = free_p[st.local] if st.local.size > 64 else jnp.stack(
+        [free_p[int(i)] for i in st.local.reshape(-1)]).reshape(st.local.shape)
+    m = st.local.shape[1]
+    A = jnp.where(fl[:, :, None] & fl[:, None, :], 0.5 * (A + jnp.swapaxes(A, 1, 2)),
+                  jnp.eye(m, dtype=Y.dtype))
+    r = -jnp.where(free, g, 0.0)
+    rl = gather(jnp.concatenate([r, jnp.zeros((1,), r.dtype)]), st.local)
+    if n_glob:
+        fg = free[st.glob]
+        Bc = jnp.where(fl[:, :, None] & fg[None, None, :], gather(Yf, st.flat_b), 0.0)
+        D = jnp.where(fg[:, None] & fg[None, :], gather(Yf, st.flat_d), jnp.eye(n_glob, dtype=Y.dtype))
+        rg = gather(r, st.glob)
+    else:
+        Bc = jnp.zeros((A.shape[0], m, 0), Y.dtype)
+        D = jnp.zeros((0, 0), Y.dtype)
+        rg = jnp.zeros((0,), Y.dtype)
+    xl, xg = block_arrow_solve(A, Bc, D, rl, rg)
+    x = jnp.concatenate([xl.reshape(-1), xg, jnp.zeros((1,), Y.dtype)])
+    d = jnp.where(free, gather(x, st.inverse), 0.0)
+    return d, -jnp.dot(g, d)
+
+
 def _free_mask(theta, g, lo, hi, fixed):
     """Parameters the Newton step may move: not fixed, and not sitting at a
     bound with the gradient pushing further out."""
@@ -75,49 +133,25 @@ def _free_mask(theta, g, lo, hi, fixed):
     return ~(fixed | at_lo | at_hi | (lo >= hi))
 
 
-def newton_direction(H, g, free):
-    """Newton step on the free block, ``d = -H_FF^{-1} g_F`` (0 off ``free``),
-    and the Newton decrement ``-g.d``.  If the block is not positive definite
-    (Cholesky fails or the step is not a descent direction) the block is
-    shifted by its Gershgorin bound, which makes it strictly diagonally
-    dominant and hence positive definite."""
-    n = g.shape[0]
-    eye = jnp.eye(n, dtype=g.dtype)
-    Hf = jnp.where(free[:, None] & free[None, :], H, eye)
-    gf = jnp.where(free, g, 0.0)
-
-    def solve(M):
-        L = jnp.linalg.cholesky(M)
-        d = -jax.scipy.linalg.cho_solve((L, True), gf)
-        return d, jnp.all(jnp.isfinite(d)) & (jnp.dot(gf, d) <= 0)
-
-    d1, ok1 = solve(Hf)
-    diag = jnp.diag(Hf)
-    radius = jnp.sum(jnp.abs(Hf), axis=1) - jnp.abs(diag)
-    shift = jnp.maximum(jnp.max(radius - diag), 0.0) + 1e-8 * jnp.maximum(jnp.max(jnp.abs(diag)), 1.0)
-    d2, ok2 = solve(Hf + shift * eye)
-    scale = jnp.maximum(jnp.max(jnp.abs(diag)), 1e-300)
-    d = jnp.where(ok1, d1, jnp.where(ok2, d2, -gf / scale))
-    d = jnp.where(free, d, 0.0)
-    return d, -jnp.dot(gf, d)
-
-
 def minimize(
-    value_grad_hess: Callable,
+    derivatives: Callable,
     value: Callable,
     theta0: jax.Array,
     lo: jax.Array,
     hi: jax.Array,
     fixed: jax.Array,
+    structure: HessianStructure,
     options: SolverOptions = SolverOptions(),
 ) -> Solution:
     """Minimise ``f`` over the box ``[lo, hi]`` with ``fixed`` parameters held.
 
     Args:
-        value_grad_hess: ``theta -> (f, grad (P,), hess (P, P))``.
+        derivatives: ``theta -> (f, grad (P,), Y (P, n_seeds))`` with
+            ``Y = H @ structure.seeds``.
         value: ``theta -> f`` (for the line search).
         theta0: (P,) start; clipped into the box (fixed entries stay as given).
         lo, hi: (P,) bounds; fixed: (P,) bool.
+        structure: the Hessian's sparsity (static).
     """
     # fixed parameters stay at theta0 even outside their bounds
     lo = jnp.where(fixed, theta0, lo)
@@ -128,14 +162,14 @@ def minimize(
                    jnp.zeros((), bool), jnp.int32(1))
 
     def cond(s: _State):
-        return (~s.done) & (s.it <= options.max_iter)
+        return ~s.done
 
     def body(s: _State):
         # derivatives at the current iterate (the only place they are traced)
-        f, g, H = value_grad_hess(s.theta)
-        finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(H))
+        f, g, Y = derivatives(s.theta)
+        finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(Y))
         free = _free_mask(s.theta, g, lo, hi, fixed)
-        d, dec = newton_direction(H, g, free)
+        d, dec = newton_direction(g, Y, free, structure)
         small = 0.5 * dec <= options.tol_abs + options.tol_rel * jnp.abs(f)
         stop = small | ~finite | (s.it >= options.max_iter)
 
@@ -150,20 +184,22 @@ def minimize(
             ok = jnp.isfinite(fc) & (fc <= f + options.armijo * jnp.dot(g, cand - s.theta))
             return 0.5 * alpha, cand, ok, k + 1
 
-        _, cand, ok, _ = lax.while_loop(
+        _, cand, ok, n_ls = lax.while_loop(
             ls_cond, ls_body, (jnp.ones((), dtype), s.theta, jnp.zeros((), bool), 0)
         )
+        step = ok & ~stop
+        # a full Newton step from a nearly converged point finishes the job
+        final = step & (n_ls == 1) & (0.5 * dec <= options.tol_step)
         status = jnp.where(
-            small & finite, 0,
+            (small & finite) | final, 0,
             jnp.where(~finite, 2, jnp.where(s.it >= options.max_iter, 1, jnp.where(ok, 1, 3))),
         ).astype(jnp.int32)
-        step = ok & ~stop
         return _State(
             theta=jnp.where(step, cand, s.theta),
             f=jnp.where(finite, f, s.f),
             g=jnp.where(finite, g, s.g),
             it=s.it + step.astype(jnp.int32),
-            done=stop | ~ok,
+            done=stop | ~ok | final,
             status=status,
         )
 

@@ -143,6 +143,7 @@ class Workspace:
                 mspec = apply_patch(mspec, p)
             schema.validate(mspec, "model")
         poi = meas["config"]["poi"] if poi_name is ... else poi_name
+        poi = poi or None  # pyhf: an empty POI name means a model without POI
         obs = self.observations
         return build_model(
             mspec,
@@ -221,8 +222,8 @@ def _check_workspace(spec: dict) -> None:
         raise InvalidModel(f"duplicate measurement name(s) {sorted(dup)}")
     modifier_names = {m["name"] for ch in spec["channels"] for s in ch["samples"] for m in s["modifiers"]}
     for mi, meas in enumerate(spec["measurements"]):
-        poi = meas["config"]["poi"]
-        if poi not in modifier_names:
+        poi = meas["config"]["poi"] or None  # "" means no POI, as in pyhf
+        if poi is not None and poi not in modifier_names:
             raise InvalidModel(
                 f"measurements[{mi}] ({meas['name']!r}): the POI {poi!r} is not a parameter of the "
                 f"model; modifier names are {sorted(modifier_names)}"
