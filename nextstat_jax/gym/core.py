@@ -1,0 +1,235 @@
+"""The yield-reshaping task as one pure JAX transition.
+
+State: the current yields of one sample in one channel, the step count and
+the last metric. Action: a vector in [-1, 1]^n_bins applied as
+``y * exp(scale * a)`` (``"logmul"``) or ``y + scale * a`` (``"add"``), then
+clipped to ``[clip_min, clip_max]``; with a yield budget the result is
+rescaled so that its total stays fixed. Reward: the metric of the model with
+the new yields, computed by the engine's own fits:
+
+=========  ========================================  =================
+metric     value (``info["metric"]``)                reward (absolute)
+=========  ========================================  =================
+``nll``    NLL at the suggested parameters           ``-NLL``
+``q0``     discovery statistic q0                    ``q0``
+``z0``     sqrt(q0)                                  ``z0``
+``qmu``    q~_mu at ``mu_test``                      ``-qmu``
+``zmu``    sqrt(q~_mu)                               ``-zmu``
+=========  ========================================  =================
+
+``reward_mode="delta"`` rewards the change of the signed metric since the
+previous step instead (what the seed notebook's text describes).
+
+Why the extra options (NextStat has neither): with the observed data, q0 does
+not change when the signal is scaled and is largest at the nominal shape, so
+there is nothing to learn; with expected (``data="asimov"``) data but no
+budget, "grow every bin" wins without limit.  ``data="asimov"`` (expected data
+of the current yields at mu = 1 and nominal nuisance parameters) together
+with ``yield_budget`` (total signal held fixed) gives a task where the agent
+must move signal to where it stands out.
+
+Invalid actions: NaN entries are replaced by 0 (no change) and +/-inf and
+out-of-range entries are clipped to [-1, 1], so no NaN ever enters the state.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._pytree import pytree_dataclass, static_field
+from .._x64 import f64
+from ..errors import InvalidInput
+from ..fits import make_problem
+from ..model import Model
+from ..solver import SolverOptions
+from ..teststats import safe_sqrt, statistic
+
+__all__ = [
+    "TaskConfig",
+    "TaskParams",
+    "TaskState",
+    "REWARD_METRICS",
+    "make_task",
+    "task_reset",
+    "task_step",
+    "metric_value",
+]
+
+REWARD_METRICS = ("nll", "q0", "z0", "qmu", "zmu")
+_SIGN = {"nll": -1.0, "q0": 1.0, "z0": 1.0, "qmu": -1.0, "zmu": -1.0}
+
+
+class TaskConfig(NamedTuple):
+    """Static settings (hashable): they fix the compiled code."""
+
+    channel: str
+    sample: str
+    n_bins: int
+    reward_metric: str = "nll"
+    action_mode: str = "logmul"
+    reward_mode: str = "absolute"
+    data: str = "observed"
+    budget: bool = False
+    options: SolverOptions = SolverOptions()
+
+
+@pytree_dataclass
+class TaskParams:
+    """Everything numeric about the task (traced): the model, the nominal
+    yields of the varied sample, and the numeric settings. One compiled step
+    serves every workspace of the same structure."""
+
+    model: Model
+    nominal: jax.Array  # (n,) nominal yields of the varied sample
+    budget: jax.Array  # () total yield held fixed (used when config.budget)
+    mu_test: jax.Array  # () POI value of qmu / zmu
+    action_scale: jax.Array  # ()
+    init_noise: jax.Array  # () std of the log-normal reset noise
+    clip_min: jax.Array  # ()
+    clip_max: jax.Array  # ()
+    max_steps_in_episode: jax.Array  # () int32
+
+
+@pytree_dataclass
+class TaskState:
+    yields: jax.Array  # (n,) current yields (float64)
+    time: jax.Array  # () int32 steps taken in this episode
+    metric: jax.Array  # () metric of the current yields
+    converged: jax.Array  # () bool: the fits behind ``metric`` converged
+
+
+def metric_value(config: TaskConfig, params: TaskParams, yields):
+    """(metric, converged) of the model with ``yields`` for the sample."""
+    model = params.model.with_yields(config.channel, config.sample, yields)
+    init = model.init
+    if config.data == "asimov":
+        pars = init if model.poi_index is None else init.at[model.poi_index].set(1.0)
+        data = model.expected_data(pars)
+    else:
+        data = model.data
+    kind = config.reward_metric
+    if kind == "nll":
+        return model.nll(init, data), jnp.ones((), bool)
+    prob = make_problem(model, data)
+    stat_kind = "q0" if kind in ("q0", "z0") else "qtilde"
+    out = statistic(prob, params.mu_test, stat_kind, model.poi_index, config.options)
+    value = safe_sqrt(out.value) if kind in ("z0", "zmu") else out.value
+    return value, out.converged
+
+
+def _apply_budget(config: TaskConfig, params: TaskParams, y):
+    if not config.budget:
+        return y
+    return y * (params.budget / jnp.sum(y))
+
+
+def task_reset(config: TaskConfig, params: TaskParams, key) -> TaskState:
+    """Nominal yields times ``exp(N(0, init_noise))``, clipped (and rescaled to
+    the budget)."""
+    # float32 draws: random bits stay uint32 even when the caller's trace runs
+    # with x64 off (gymnax jits reset outside our float64 context)
+    noise = jax.random.normal(key, params.nominal.shape, jnp.float32).astype(params.nominal.dtype)
+    y = params.nominal * jnp.exp(params.init_noise * noise)
+    y = _apply_budget(config, params, jnp.clip(y, params.clip_min, params.clip_max))
+    metric, conv = metric_value(config, params, y)
+    return TaskState(y, jnp.zeros((), jnp.int32), metric, conv)
+
+
+def sanitize_action(action, dtype):
+    """NaN -> 0, everything else clipped into [-1, 1]."""
+    a = jnp.asarray(action, dtype)
+    return jnp.clip(jnp.where(jnp.isnan(a), 0.0, a), -1.0, 1.0)
+
+
+def task_step(config: TaskConfig, params: TaskParams, state: TaskState, action):
+    """One transition. Returns (new state, reward, info dict)."""
+    a = sanitize_action(action, state.yields.dtype)
+    if config.action_mode == "logmul":
+        y = state.yields * jnp.exp(params.action_scale * a)
+    else:
+        y = state.yields + params.action_scale * a
+    y = _apply_budget(config, params, jnp.clip(y, params.clip_min, params.clip_max))
+    metric, conv = metric_value(config, params, y)
+    sign = _SIGN[config.reward_metric]
+    if config.reward_mode == "delta":
+        reward = sign * (metric - state.metric)
+    else:
+        reward = sign * metric
+    new = TaskState(y, state.time + 1, metric, conv)
+    info = {"yields": y, "metric": metric, "converged": conv}
+    return new, reward, info
+
+
+def make_task(
+    model: Model,
+    channel: str,
+    sample: str,
+    *,
+    reward_metric: str = "nll",
+    mu_test: float = 5.0,
+    max_steps: int = 128,
+    action_scale: float = 0.05,
+    action_mode: str = "logmul",
+    init_noise: float = 0.0,
+    clip_min: float = 1e-12,
+    clip_max: float = 1e12,
+    reward_mode: str = "absolute",
+    data: str = "observed",
+    yield_budget=None,
+    options: SolverOptions = SolverOptions(),
+) -> tuple[TaskConfig, TaskParams]:
+    """Validate the settings (NextStat's defaults) and build (config, params)."""
+    if reward_metric not in REWARD_METRICS:
+        raise InvalidInput(f"reward_metric must be one of {list(REWARD_METRICS)}, got {reward_metric!r}")
+    if action_mode not in ("logmul", "add"):
+        raise InvalidInput(f"action_mode must be 'logmul' or 'add', got {action_mode!r}")
+    if reward_mode not in ("absolute", "delta"):
+        raise InvalidInput(f"reward_mode must be 'absolute' or 'delta', got {reward_mode!r}")
+    if data not in ("observed", "asimov"):
+        raise InvalidInput(f"data must be 'observed' or 'asimov', got {data!r}")
+    if not (int(max_steps) > 0):
+        raise InvalidInput(f"max_steps must be > 0, got {max_steps}")
+    if not (np.isfinite(action_scale) and action_scale > 0):
+        raise InvalidInput(f"action_scale must be finite and > 0, got {action_scale}")
+    if not (0.0 < clip_min < clip_max and np.isfinite(clip_max)):
+        raise InvalidInput(f"need 0 < clip_min < clip_max < inf, got {clip_min}, {clip_max}")
+    if not (np.isfinite(init_noise) and init_noise >= 0):
+        raise InvalidInput(f"init_noise must be finite and >= 0, got {init_noise}")
+    if reward_metric != "nll" and model.poi_index is None:
+        raise InvalidInput(f"reward_metric {reward_metric!r} needs a model with a parameter of interest")
+    if reward_metric in ("qmu", "zmu") and not (np.isfinite(mu_test) and mu_test >= 0):
+        raise InvalidInput(f"mu_test must be finite and >= 0, got {mu_test}")
+    nominal = model.sample_yields(channel, sample)  # validates channel/sample
+    if yield_budget is None:
+        budget = float(np.sum(np.asarray(nominal)))
+        use_budget = False
+    elif isinstance(yield_budget, str):
+        if yield_budget != "nominal":
+            raise InvalidInput(f"yield_budget must be None, 'nominal' or a positive number, got {yield_budget!r}")
+        budget = float(np.sum(np.asarray(nominal)))
+        use_budget = True
+    else:
+        budget = float(yield_budget)
+        use_budget = True
+    if use_budget and not (np.isfinite(budget) and budget > 0):
+        raise InvalidInput(f"the yield budget must be finite and > 0, got {budget}")
+    config = TaskConfig(
+        channel, sample, int(nominal.shape[0]), reward_metric, action_mode, reward_mode, data,
+        use_budget, options,
+    )
+    params = TaskParams(
+        model=model,
+        nominal=f64(nominal),
+        budget=f64(budget),
+        mu_test=f64(mu_test),
+        action_scale=f64(action_scale),
+        init_noise=f64(init_noise),
+        clip_min=f64(clip_min),
+        clip_max=f64(clip_max),
+        max_steps_in_episode=jnp.asarray(int(max_steps), jnp.int32),
+    )
+    return config, params
