@@ -26,6 +26,7 @@ import numpy as np
 
 from ._x64 import f64, public
 from .errors import InvalidInput
+from . import linalg
 from .model import Model, Prepared
 from .solver import Solution, SolverOptions, assemble_dense, minimize
 from .structure import hessian_structure
@@ -157,19 +158,18 @@ def _value_at(theta_hat, prob: _Problem):
 
 
 def _covariance(theta, prob: _Problem):
+    """Inverse Hessian of NLL on the non-fixed parameters (0 elsewhere). The
+    modified Cholesky keeps it finite: a flat direction gets a huge variance."""
     theta = jax.lax.stop_gradient(theta)
     prob = jax.lax.stop_gradient(prob)
     model = prob.model
     H = hessian(theta, model, prob.data, model.prepare())
     free = ~prob.fixed
     n = theta.shape[0]
-    Hf = jnp.where(free[:, None] & free[None, :], H, jnp.eye(n, dtype=H.dtype))
-    # symmetric eigendecomposition; flat directions get a huge, finite variance
-    w, V = jnp.linalg.eigh(0.5 * (Hf + Hf.T))
-    w = jnp.where(w > 1e-300, w, 1e-300)
-    cov = (V / w) @ V.T
-    cov = jnp.where(free[:, None] & free[None, :], cov, 0.0)
-    return cov
+    both = free[:, None] & free[None, :]
+    Hf = jnp.where(both, H, jnp.eye(n, dtype=H.dtype))
+    cov = linalg.solve(linalg.factor(Hf), jnp.eye(n, dtype=H.dtype))
+    return jnp.where(both, 0.5 * (cov + cov.T), 0.0)
 
 
 def _fit_problem(prob: _Problem, options: SolverOptions, with_covariance: bool) -> FitResult:
@@ -233,7 +233,14 @@ def fix_poi(prob: _Problem, poi_index: int, poi_value) -> _Problem:
     )
 
 
-_jit_fit = jax.jit(_fit_problem, static_argnums=(1, 2))
+@functools.partial(jax.jit, static_argnames=("options", "covariance", "poi_value_given"))
+def _fit_entry(model, data, init, fixed, bounds, poi_value, *, options, covariance, poi_value_given):
+    """The whole fit in one compiled call: problem assembly included (eager
+    assembly would cost more than the fit itself on small models)."""
+    prob = make_problem(model, data, init, fixed, bounds)
+    if poi_value_given:
+        prob = fix_poi(prob, _poi_index(model), poi_value)
+    return _fit_problem(prob, options, covariance)
 
 
 @public
@@ -262,7 +269,8 @@ def fit(
         :class:`FitResult`. Works under jit and vmap; ``bestfit`` and
         ``twice_nll`` are exactly differentiable w.r.t. yields and data.
     """
-    return _jit_fit(make_problem(model, data, init, fixed, bounds), options, covariance)
+    return _fit_entry(model, data, init, fixed, bounds, None, options=options, covariance=covariance,
+                      poi_value_given=False)
 
 
 @public
@@ -279,6 +287,6 @@ def fixed_poi_fit(
 ) -> FitResult:
     """Fit with the parameter of interest fixed at ``poi_value`` (pyhf's
     ``fixed_poi_fit``); other arguments as :func:`fit`."""
-    prob = make_problem(model, data, init, fixed, bounds)
-    prob = fix_poi(prob, _poi_index(model), poi_value)
-    return _jit_fit(prob, options, covariance)
+    _poi_index(model)
+    return _fit_entry(model, data, init, fixed, bounds, poi_value, options=options, covariance=covariance,
+                      poi_value_given=True)

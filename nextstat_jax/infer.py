@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 from typing import Optional
 
+import numpy as np
+
 import jax
 import jax.numpy as jnp
 
@@ -23,15 +25,37 @@ from .teststats import check_kind
 
 __all__ = ["hypotest", "upper_limit", "HypotestResult", "UpperLimit"]
 
-_jit_hypotest_asymptotic = jax.jit(hypotest_asymptotic, static_argnums=(2, 3, 4))
-_jit_limits = jax.jit(solve_limits, static_argnums=(1, 2, 3, 4))
-_jit_scan = jax.jit(scan_limits, static_argnums=(2, 3, 4, 5))
+@functools.partial(jax.jit, static_argnames=("kind", "options"))
+def _hypotest_entry(model, data, init, fixed, bounds, mu, *, kind, options):
+    prob = make_problem(model, data, init, fixed, bounds)
+    return hypotest_asymptotic(prob, jnp.asarray(mu, prob.init.dtype), kind, _poi_index(model), options)
 
 
-def _check_poi_free(model: Model, prob) -> int:
+@functools.partial(jax.jit, static_argnames=("level", "kind", "options"))
+def _limits_entry(model, data, init, fixed, bounds, bracket, *, level, kind, options):
+    prob = make_problem(model, data, init, fixed, bounds)
     poi = _poi_index(model)
-    fixed = prob.fixed
-    if not isinstance(fixed, jax.core.Tracer) and bool(fixed[poi]):
+    if bracket is None:
+        bracket = (jnp.maximum(prob.bounds[poi, 0], 0.0), prob.bounds[poi, 1])
+    return solve_limits(prob, level, kind, poi, options, bracket)
+
+
+@functools.partial(jax.jit, static_argnames=("level", "kind", "options"))
+def _scan_entry(model, data, init, fixed, bounds, scan, *, level, kind, options):
+    prob = make_problem(model, data, init, fixed, bounds)
+    return scan_limits(prob, scan, level, kind, _poi_index(model), options)
+
+
+def _check_poi_free(model: Model, fixed) -> int:
+    """The POI index; a clear error if the POI is fixed (concrete inputs only)."""
+    poi = _poi_index(model)
+    if fixed is None:
+        is_fixed = bool(model.layout.fixed_base[poi]) and not bool(model.layout.fixed_dynamic[poi])
+    elif isinstance(fixed, jax.core.Tracer):
+        return poi
+    else:
+        is_fixed = bool(np.asarray(fixed)[poi])
+    if is_fixed:
         raise InvalidInput(
             f"the parameter of interest {model.poi_name!r} is fixed; a hypothesis test needs it free"
         )
@@ -73,17 +97,19 @@ def hypotest(
     """
     if test_stat not in ("q0", "q", "qtilde"):
         raise InvalidInput(f"test_stat must be 'q0', 'q' or 'qtilde', got {test_stat!r}")
-    prob = make_problem(model, data, init, fixed, bounds)
-    poi = _check_poi_free(model, prob)
-    mu = f64(mu)
+    poi = _check_poi_free(model, fixed)
     if calculator == "asymptotics":
-        return _jit_hypotest_asymptotic(prob, mu, test_stat, poi, options)
+        return _hypotest_entry(model, data, init, fixed, bounds, mu, kind=test_stat, options=options)
     if calculator == "toybased":
         from .toys import hypotest_toys
 
         if key is None:
             raise InvalidInput("calculator='toybased' needs a PRNG key: key=jax.random.key(0)")
-        return hypotest_toys(prob, mu, test_stat, poi, options, key, int(n_toys), int(chunk_size), progress)
+        if int(n_toys) < 1:
+            raise InvalidInput(f"n_toys must be >= 1, got {n_toys}")
+        prob = make_problem(model, data, init, fixed, bounds)
+        return hypotest_toys(prob, f64(mu, "mu"), test_stat, poi, options, key, int(n_toys), int(chunk_size),
+                             progress)
     raise InvalidInput(f"calculator must be 'asymptotics' or 'toybased', got {calculator!r}")
 
 
@@ -112,16 +138,16 @@ def upper_limit(
         raise InvalidInput(f"level must be in (0, 1), got {level}")
     if test_stat not in ("q", "qtilde"):
         raise InvalidInput(f"upper limits use test_stat 'q' or 'qtilde', got {test_stat!r}")
-    prob = make_problem(model, data, init, fixed, bounds)
-    poi = _check_poi_free(model, prob)
+    _check_poi_free(model, fixed)
     if scan is not None:
-        scan = f64(scan)
+        scan = f64(scan, "scan")
         if scan.ndim != 1 or scan.shape[0] < 2:
             raise InvalidInput("scan must be a 1-d array of at least 2 POI values")
-        return _jit_scan(prob, scan, float(level), test_stat, poi, options)
-    if bracket is None:
-        lo, hi = prob.bounds[poi, 0], prob.bounds[poi, 1]
-        lo = jnp.maximum(lo, 0.0)
-    else:
-        lo, hi = f64(bracket[0]), f64(bracket[1])
-    return _jit_limits(prob, float(level), test_stat, poi, options, (lo, hi))
+        return _scan_entry(model, data, init, fixed, bounds, scan, level=float(level), kind=test_stat,
+                           options=options)
+    if bracket is not None:
+        if len(bracket) != 2:
+            raise InvalidInput(f"bracket must be (lo, hi), got {bracket!r}")
+        bracket = (f64(bracket[0], "bracket"), f64(bracket[1], "bracket"))
+    return _limits_entry(model, data, init, fixed, bounds, bracket, level=float(level), kind=test_stat,
+                         options=options)

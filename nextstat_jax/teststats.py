@@ -16,6 +16,7 @@ clipped to 0 its gradient is 0.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -108,10 +109,11 @@ def check_kind(kind: str) -> str:
     return kind
 
 
-_jit_statistic = jax.jit(
-    lambda prob, mu, kind, poi, options: statistic(prob, mu, kind, poi, options).value,
-    static_argnums=(2, 3, 4),
-)
+@functools.partial(jax.jit, static_argnames=("kind", "options"))
+def _statistic_entry(model, data, init, fixed, bounds, mu, *, kind, options):
+    """A statistic in one compiled call, problem assembly included."""
+    prob = make_problem(model, data, init, fixed, bounds)
+    return statistic(prob, jnp.asarray(mu, prob.init.dtype), kind, _poi_index(model), options).value
 
 
 @public
@@ -128,8 +130,8 @@ def test_statistic(
 ) -> jax.Array:
     """Profile-likelihood test statistic ``kind`` in ``("q0", "q", "qtilde",
     "t", "ttilde")`` at POI value ``mu`` (ignored for q0). Returns a scalar."""
-    prob = make_problem(model, data, init, fixed, bounds)
-    return _jit_statistic(prob, f64(mu), check_kind(kind), _poi_index(model), options)
+    _poi_index(model)
+    return _statistic_entry(model, data, init, fixed, bounds, mu, kind=check_kind(kind), options=options)
 
 
 @public

@@ -63,6 +63,11 @@ def _toy_chunk(prob: _Problem, theta, mu, kind, poi, options, key, indices):
     return jax.vmap(one)(indices)
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _observed_statistic(prob: _Problem, mu, kind, poi, options):
+    return statistic(prob, mu, kind, poi, options).value
+
+
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _hypothesis_pars(prob: _Problem, mu, poi, options):
     return _solve(fix_poi(prob, poi, mu), options).theta
@@ -128,9 +133,7 @@ def _pvalue(samples, value):
 def hypotest_toys(prob: _Problem, mu, kind: str, poi: int, options: SolverOptions, key,
                   n_toys: int, chunk_size: int = 1024, progress: Optional[bool] = None) -> HypotestResult:
     """Toy-based hypothesis test at ``mu`` with ``n_toys`` toys per hypothesis."""
-    from .teststats import _jit_statistic
-
-    q_obs = _jit_statistic(prob, mu, kind, poi, options)
+    q_obs = _observed_statistic(prob, mu, kind, poi, options)
     mu_b = jnp.asarray(1.0 if kind == "q0" else 0.0, prob.init.dtype)
     theta_sb = _hypothesis_pars(prob, mu, poi, options)
     theta_b = _hypothesis_pars(prob, mu_b, poi, options)

@@ -1,0 +1,59 @@
+"""Shared helpers for the benchmark scripts: timing, the machine description,
+and Markdown tables (each script writes ``benchmarks/results/<name>.md``;
+``make_docs.py`` assembles ``docs/benchmarks.md``)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def timeit(fn: Callable, *, repeat: int = 5, number: int = 1, warmup: int = 1) -> float:
+    """Median wall time (s) of ``number`` calls of ``fn``, over ``repeat`` runs."""
+    for _ in range(warmup):
+        fn()
+    runs = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        runs.append((time.perf_counter() - t0) / number)
+    return statistics.median(runs)
+
+
+def machine() -> str:
+    import jax
+
+    devs = ", ".join(sorted({d.device_kind for d in jax.devices()}))
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}, jax {jax.__version__} on {devs}")
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    if x != x:
+        return "n/a"
+    if x >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(str(c) for c in r) + " |")
+    return "\n".join(out)
+
+
+def write(name: str, title: str, body: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.md"
+    text = f"## {title}\n\n_Machine: {machine()}; {time.strftime('%Y-%m-%d')}._\n\n{body}\n"
+    path.write_text(text)
+    print(text)
+    return path
