@@ -29,6 +29,18 @@ from .workspace import Workspace, from_pyhf
 
 __version__ = "0.1.0"
 
+# Subpackages with heavier dependencies load on first use: ``nsj.gym``,
+# ``nsj.rl``, ``nsj.interpret``, ``nsj.plot``, ``nsj.datasets``.
+_LAZY = ("gym", "rl", "interpret", "plot", "datasets", "shape_opt", "cuts")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "Model",
     "Workspace",

@@ -12,6 +12,9 @@ Registered as ``"nextstat_jax/HistFactory-v0"`` with gymnax and gymnasium.
 
 from .core import REWARD_METRICS, TaskConfig, TaskParams, TaskState
 from .gymnax_env import HistFactoryGymnaxEnv, make_gymnax_env
+from .gymnasium_env import HistFactoryEnv, episode_key, make_histfactory_env
+from .vector_env import HistFactoryVectorEnv, make_sb3_vec_env, make_vector_env
+from .registration import ENV_ID, register
 
 __all__ = [
     "REWARD_METRICS",
@@ -20,4 +23,12 @@ __all__ = [
     "TaskState",
     "HistFactoryGymnaxEnv",
     "make_gymnax_env",
+    "HistFactoryEnv",
+    "make_histfactory_env",
+    "episode_key",
+    "HistFactoryVectorEnv",
+    "make_vector_env",
+    "make_sb3_vec_env",
+    "ENV_ID",
+    "register",
 ]

@@ -34,13 +34,15 @@ out-of-range entries are clipped to [-1, 1], so no NaN ever enters the state.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+import dataclasses
+import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._pytree import pytree_dataclass, static_field
+from .._pytree import pytree_dataclass
 from .._x64 import f64
 from ..errors import InvalidInput
 from ..fits import make_problem
@@ -57,6 +59,7 @@ __all__ = [
     "task_reset",
     "task_step",
     "metric_value",
+    "observation_bounds",
 ]
 
 REWARD_METRICS = ("nll", "q0", "z0", "qmu", "zmu")
@@ -92,6 +95,11 @@ class TaskParams:
     clip_min: jax.Array  # ()
     clip_max: jax.Array  # ()
     max_steps_in_episode: jax.Array  # () int32
+    # the reset state without noise, computed once (resets are then free when
+    # init_noise == 0; gymnax evaluates the reset on every step)
+    reset_yields: jax.Array  # (n,)
+    reset_metric: jax.Array  # ()
+    reset_converged: jax.Array  # () bool
 
 
 @pytree_dataclass
@@ -127,16 +135,36 @@ def _apply_budget(config: TaskConfig, params: TaskParams, y):
     return y * (params.budget / jnp.sum(y))
 
 
-def task_reset(config: TaskConfig, params: TaskParams, key) -> TaskState:
-    """Nominal yields times ``exp(N(0, init_noise))``, clipped (and rescaled to
-    the budget)."""
+def _noisy_start(config: TaskConfig, params: TaskParams, key):
     # float32 draws: random bits stay uint32 even when the caller's trace runs
     # with x64 off (gymnax jits reset outside our float64 context)
     noise = jax.random.normal(key, params.nominal.shape, jnp.float32).astype(params.nominal.dtype)
     y = params.nominal * jnp.exp(params.init_noise * noise)
     y = _apply_budget(config, params, jnp.clip(y, params.clip_min, params.clip_max))
     metric, conv = metric_value(config, params, y)
+    return y, metric, conv
+
+
+def task_reset(config: TaskConfig, params: TaskParams, key) -> TaskState:
+    """Nominal yields times ``exp(N(0, init_noise))``, clipped (and rescaled to
+    the budget). Without noise the precomputed reset state is returned, so a
+    reset costs no fit."""
+    y, metric, conv = jax.lax.cond(
+        params.init_noise > 0,
+        lambda k: _noisy_start(config, params, k),
+        lambda k: (params.reset_yields, params.reset_metric, params.reset_converged),
+        key,
+    )
     return TaskState(y, jnp.zeros((), jnp.int32), metric, conv)
+
+
+def observation_bounds(config: TaskConfig, params: TaskParams) -> tuple[float, float]:
+    """(low, high) of every observed yield: the clip range, or with a budget
+    [0, max(clip_max, budget)] (the rescaling after the clip can leave it)."""
+    lo, hi = float(params.clip_min), float(params.clip_max)
+    if config.budget:
+        lo, hi = 0.0, max(hi, float(params.budget))
+    return lo, hi
 
 
 def sanitize_action(action, dtype):
@@ -231,5 +259,16 @@ def make_task(
         clip_min=f64(clip_min),
         clip_max=f64(clip_max),
         max_steps_in_episode=jnp.asarray(int(max_steps), jnp.int32),
+        reset_yields=f64(nominal),
+        reset_metric=f64(0.0),
+        reset_converged=jnp.ones((), bool),
     )
+    y, metric, conv = _jit_noiseless_start(config, params)
+    params = dataclasses.replace(params, reset_yields=y, reset_metric=metric, reset_converged=conv)
     return config, params
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jit_noiseless_start(config: TaskConfig, params: TaskParams):
+    return _noisy_start(config, dataclasses.replace(params, init_noise=jnp.zeros_like(params.init_noise)),
+                        jax.random.key(0))

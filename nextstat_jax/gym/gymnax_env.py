@@ -18,7 +18,8 @@ from gymnax.environments import environment, spaces
 
 from .._x64 import x64
 from ..workspace import Workspace
-from .core import TaskConfig, TaskParams, TaskState, make_task, task_reset, task_step
+from .core import (TaskConfig, TaskParams, TaskState, make_task, observation_bounds, task_reset,
+                   task_step)
 
 __all__ = ["HistFactoryGymnaxEnv", "make_gymnax_env", "model_from"]
 
@@ -109,13 +110,15 @@ class HistFactoryGymnaxEnv(environment.Environment):
 
     def observation_space(self, params: TaskParams = None) -> spaces.Box:
         params = self._params if params is None else params
-        return spaces.Box(params.clip_min, params.clip_max, (self.config.n_bins,), jnp.float64)
+        lo, hi = observation_bounds(self.config, params)
+        return spaces.Box(lo, hi, (self.config.n_bins,), jnp.float64)
 
     def state_space(self, params: TaskParams = None) -> spaces.Dict:
         params = self._params if params is None else params
         n = self.config.n_bins
+        lo, hi = observation_bounds(self.config, params)
         return spaces.Dict({
-            "yields": spaces.Box(params.clip_min, params.clip_max, (n,), jnp.float64),
+            "yields": spaces.Box(lo, hi, (n,), jnp.float64),
             "time": spaces.Discrete(int(params.max_steps_in_episode) + 1),
         })
 

@@ -19,7 +19,7 @@ def save(path, out: TrainOutput) -> Path:
     """Write the policy parameters, config and metrics of ``out`` to ``path``."""
     payload = {
         "format": "nextstat_jax.rl/1",
-        "config": dataclasses.asdict(out.config),
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(out.config).items()},
         "action_dim": out.action_dim,
         "seconds": out.seconds,
         "env_steps": out.env_steps,
