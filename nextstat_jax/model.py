@@ -151,14 +151,17 @@ class Model:
 
     @property
     def poi_index(self) -> Optional[int]:
+        """Index of the parameter of interest in the parameter vector (None if the model has no POI)."""
         return self.layout.poi_index
 
     @property
     def poi_name(self) -> Optional[str]:
+        """Name of the parameter of interest (None if the model has no POI)."""
         return self.layout.poi_name
 
     @property
     def n_params(self) -> int:
+        """Number of scalar parameters P."""
         return self.layout.n_params
 
     @property
@@ -173,6 +176,7 @@ class Model:
 
     @property
     def channel_nbins(self) -> dict[str, int]:
+        """Number of bins of each channel."""
         return dict(zip(self.layout.channels, self.layout.channel_nbins))
 
     @property
@@ -182,14 +186,17 @@ class Model:
 
     @property
     def nmaindata(self) -> int:
+        """Number of main bins B."""
         return self.layout.n_main
 
     @property
     def nauxdata(self) -> int:
+        """Number of auxiliary data A."""
         return self.layout.n_aux
 
     @property
     def auxdata_order(self) -> list[str]:
+        """Constrained parameter sets in auxdata order (pyhf's ``config.auxdata_order``)."""
         return list(self.layout.auxdata_order)
 
     def __repr__(self) -> str:
