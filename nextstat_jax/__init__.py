@@ -30,8 +30,8 @@ from .workspace import Workspace, from_pyhf
 __version__ = "0.1.0"
 
 # Subpackages with heavier dependencies load on first use: ``nsj.gym``,
-# ``nsj.rl``, ``nsj.interpret``, ``nsj.plot``, ``nsj.datasets``.
-_LAZY = ("gym", "rl", "interpret", "plot", "datasets", "shape_opt", "cuts")
+# ``nsj.rl``, ``nsj.interpret``, ``nsj.plot``, ``nsj.datasets``, ``nsj.scans``...
+_LAZY = ("gym", "rl", "interpret", "plot", "datasets", "shape_opt", "scans", "cuts")
 
 
 def __getattr__(name):

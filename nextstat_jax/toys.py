@@ -106,9 +106,11 @@ class _RichBar:
     def __init__(self, total: int, label: str):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        from rich.console import Console
+
         self._p = Progress(
             TextColumn(f"toys {label}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            transient=True,
+            transient=True, console=Console(stderr=True),
         )
         self._p.start()
         self._task = self._p.add_task("toys", total=total)
@@ -156,9 +158,10 @@ def _toy_result(q_obs, q_sb, q_b, conv, kind):
     clb_j = 1.0 - jnp.searchsorted(b_sorted, q_b, side="left").astype(dtype) / q_b.shape[0]
     cls_j = clsb_j / jnp.where(clb_j > 0, clb_j, 1.0)
     pct = jnp.asarray(NORMAL_PERCENTILES, dtype)
-    clsb_exp = jnp.percentile(clsb_j, pct, method="linear")
-    clb_exp = jnp.percentile(clb_j, pct, method="linear")
-    cls_exp = jnp.percentile(cls_j, pct, method="linear")
+    # clipped: 1 - k/n can round to -1e-16
+    clsb_exp = jnp.clip(jnp.percentile(clsb_j, pct, method="linear"), 0.0, 1.0)
+    clb_exp = jnp.clip(jnp.percentile(clb_j, pct, method="linear"), 0.0, 1.0)
+    cls_exp = jnp.clip(jnp.percentile(cls_j, pct, method="linear"), 0.0, 1.0)
     cls = clsb / jnp.where(clb > 0, clb, 1.0)
     if kind == "q0":
         cls, cls_exp = clsb, clsb_exp

@@ -361,10 +361,11 @@ def _show(config: PPOConfig) -> bool:
 
 class _Progress:
     def __init__(self, total: int, config: PPOConfig):
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._p = Progress(TextColumn("PPO"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                           TimeRemainingColumn(), transient=False)
+                           TimeRemainingColumn(), transient=False, console=Console(stderr=True))
         self._p.start()
         self._task = self._p.add_task("", total=total)
 
