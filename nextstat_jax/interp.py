@@ -69,7 +69,10 @@ def normsys_terms(hi, lo) -> NormsysTerms:
 
 
 def _code1(alpha, t: NormsysTerms):
-    return jnp.where(alpha > 0, jnp.exp(alpha * t.log_hi), jnp.exp(-alpha * t.log_lo))
+    # ">=": at the kink alpha = 0 (both sides give 1) the derivative is the
+    # upper side's, as pyhf's forward-difference gradients see it; from the
+    # default init this picks the same side of a two-sided kink as pyhf
+    return jnp.where(alpha >= 0, jnp.exp(alpha * t.log_hi), jnp.exp(-alpha * t.log_lo))
 
 
 def _code4(alpha, t: NormsysTerms):
@@ -97,8 +100,9 @@ def normsys_code4(alpha, hi, lo):
 
 
 def histosys_code0(alpha, up, dn):
-    """Piecewise linear: ``alpha*up`` for alpha > 0, ``alpha*dn`` else."""
-    return jnp.where(alpha > 0, alpha * up, alpha * dn)
+    """Piecewise linear: ``alpha*up`` for alpha > 0, ``alpha*dn`` else (at the
+    kink alpha = 0 the derivative is taken from the upper side, see code1)."""
+    return jnp.where(alpha >= 0, alpha * up, alpha * dn)
 
 
 def histosys_code2(alpha, up, dn):

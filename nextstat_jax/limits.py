@@ -75,14 +75,15 @@ def _roots(prob: _Problem, level: float, kind: str, poi: int, options: SolverOpt
 def solve_limits(prob: _Problem, level: float, kind: str, poi: int, options: SolverOptions, bracket) -> UpperLimit:
     """Observed and expected limits with implicit-function derivatives."""
 
+    # the bracket is an argument (not captured): it may be traced under jit
     @jax.custom_jvp
-    def limits(prob):
+    def limits(prob, bracket):
         return _roots(prob, level, kind, poi, options, bracket)
 
     @limits.defjvp
     def limits_jvp(primals, tangents):
-        (p,), (tp,) = primals, tangents
-        mus = limits(p)
+        (p, br), (tp, _) = primals, tangents
+        mus = limits(p, br)
 
         def g(mus, p):
             shared = _shared(p, poi, options)
@@ -94,7 +95,8 @@ def solve_limits(prob: _Problem, level: float, kind: str, poi: int, options: Sol
         safe = jnp.where(dg_mu != 0, dg_mu, 1.0)
         return mus, jnp.where(dg_mu != 0, -dg_p / safe, 0.0)
 
-    roots = limits(prob)
+    bracket = tuple(jnp.asarray(b, prob.init.dtype) for b in bracket)
+    roots = limits(prob, bracket)
     return UpperLimit(roots[0], roots[1:])
 
 

@@ -11,7 +11,7 @@ replaced by ``max(|pivot|, delta)``, so the factored matrix is always positive
 definite and the step a descent direction (it equals H whenever H is
 comfortably positive definite).  Blocks up to ``UNROLL_MAX`` are factored with
 unrolled, batch-vectorised code (LAPACK calls per tiny matrix are slow on CPU);
-larger ones use LAPACK with a Gershgorin shift when needed.
+larger ones use LAPACK, with an eigendecomposition when needed.
 """
 
 from __future__ import annotations
@@ -51,14 +51,17 @@ def _factor_unrolled(A):
 
 
 def _factor_lapack(A):
+    """Cholesky when positive definite; otherwise of V max(|w|, delta) V^T from
+    the eigendecomposition (negative curvature reflected, as the unrolled
+    modified Cholesky does per pivot: a proper Newton-like step, not the crawl
+    of a large diagonal shift)."""
     L1 = jnp.linalg.cholesky(A)
     ok = jnp.all(jnp.isfinite(L1), axis=(-2, -1), keepdims=True)
-    diag = jnp.diagonal(A, axis1=-2, axis2=-1)
-    radius = jnp.sum(jnp.abs(A), axis=-1) - jnp.abs(diag)
-    scale = jnp.maximum(jnp.max(jnp.abs(diag), axis=-1), 1.0)
-    shift = jnp.maximum(jnp.max(radius - diag, axis=-1), 0.0) + 1e-8 * scale
-    eye = jnp.eye(A.shape[-1], dtype=A.dtype)
-    L2 = jnp.linalg.cholesky(A + shift[..., None, None] * eye)
+    w, V = jnp.linalg.eigh(A)
+    wmax = jnp.max(jnp.abs(w), axis=-1, keepdims=True)
+    w = jnp.maximum(jnp.abs(w), jnp.maximum(_REL_PIVOT * wmax, 1e-300))
+    M = (V * w[..., None, :]) @ jnp.swapaxes(V, -1, -2)
+    L2 = jnp.linalg.cholesky(0.5 * (M + jnp.swapaxes(M, -1, -2)))
     return jnp.where(ok, L1, L2)
 
 

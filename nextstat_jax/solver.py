@@ -125,12 +125,44 @@ def newton_direction(g, Y, free, st: HessianStructure):
     return d, -jnp.dot(g, d)
 
 
+def _active_bounds(theta, g, lo, hi):
+    """Parameters at, or within epsilon of, a bound with the gradient pushing
+    further out (Bertsekas' epsilon-active set: without the epsilon a parameter
+    1e-11 above its bound counts as free and the projected step stalls).
+    epsilon = min(1e-7 * width, |projected gradient step|)."""
+    step = jnp.abs(theta - jnp.clip(theta - g, lo, hi))
+    eps = jnp.minimum(1e-7 * jnp.maximum(hi - lo, 1.0), jnp.max(step))
+    at_lo = (theta - lo <= eps) & (g > 0)
+    at_hi = (hi - theta <= eps) & (g < 0)
+    return at_lo, at_hi
+
+
 def _free_mask(theta, g, lo, hi, fixed):
-    """Parameters the Newton step may move: not fixed, and not sitting at a
+    """Parameters the Newton step may move: not fixed, and not (epsilon-)at a
     bound with the gradient pushing further out."""
-    at_lo = (theta <= lo) & (g > 0)
-    at_hi = (theta >= hi) & (g < 0)
+    at_lo, at_hi = _active_bounds(theta, g, lo, hi)
     return ~(fixed | at_lo | at_hi | (lo >= hi))
+
+
+def _line_search(value, theta, f, g, d, lo, hi, snap_lo, snap_hi, options, skip):
+    """Backtracking Armijo search along the projected path; parameters in the
+    epsilon-active set are moved exactly onto their bound. Returns
+    (candidate, accepted, number of trials)."""
+
+    def cond(c):
+        _, _, ok, k = c
+        return (~ok) & (k < options.max_backtrack) & (~skip)
+
+    def body(c):
+        alpha, _, _, k = c
+        cand = jnp.clip(theta + alpha * d, lo, hi)
+        cand = jnp.where(snap_lo, lo, jnp.where(snap_hi, hi, cand))
+        fc = value(cand)
+        ok = jnp.isfinite(fc) & (fc <= f + options.armijo * jnp.dot(g, cand - theta))
+        return 0.5 * alpha, cand, ok, k + 1
+
+    _, cand, ok, n = lax.while_loop(cond, body, (jnp.ones((), theta.dtype), theta, jnp.zeros((), bool), 0))
+    return cand, ok, n
 
 
 def minimize(
@@ -168,25 +200,22 @@ def minimize(
         # derivatives at the current iterate (the only place they are traced)
         f, g, Y = derivatives(s.theta)
         finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(Y))
-        free = _free_mask(s.theta, g, lo, hi, fixed)
+        at_lo, at_hi = _active_bounds(s.theta, g, lo, hi)
+        free = ~(fixed | at_lo | at_hi | (lo >= hi))
         d, dec = newton_direction(g, Y, free, structure)
         small = 0.5 * dec <= options.tol_abs + options.tol_rel * jnp.abs(f)
         stop = small | ~finite | (s.it >= options.max_iter)
-
-        def ls_cond(c):
-            _, _, ok, k = c
-            return (~ok) & (k < options.max_backtrack) & (~stop)
-
-        def ls_body(c):
-            alpha, _, _, k = c
-            cand = jnp.clip(s.theta + alpha * d, lo, hi)
-            fc = value(cand)
-            ok = jnp.isfinite(fc) & (fc <= f + options.armijo * jnp.dot(g, cand - s.theta))
-            return 0.5 * alpha, cand, ok, k + 1
-
-        _, cand, ok, n_ls = lax.while_loop(
-            ls_cond, ls_body, (jnp.ones((), dtype), s.theta, jnp.zeros((), bool), 0)
-        )
+        snap_lo, snap_hi = at_lo & ~fixed, at_hi & ~fixed
+        cand, ok, n_ls = _line_search(value, s.theta, f, g, d, lo, hi, snap_lo, snap_hi, options, stop)
+        # fallback when the Newton direction fails: a diagonally scaled
+        # projected gradient step (always a descent direction)
+        hdiag = jnp.abs(gather(_padded_flat(Y), structure.flat_diag))
+        scale = jnp.where(hdiag > 0, hdiag, jnp.maximum(jnp.max(hdiag), 1.0))
+        d_grad = jnp.where(free, -g / scale, 0.0)
+        cand2, ok2, _ = _line_search(value, s.theta, f, g, d_grad, lo, hi, snap_lo, snap_hi, options,
+                                     stop | ok)
+        cand = jnp.where(ok, cand, cand2)
+        ok = ok | ok2
         step = ok & ~stop
         # a full Newton step from a nearly converged point finishes the job
         final = step & (n_ls == 1) & (0.5 * dec <= options.tol_step)

@@ -70,6 +70,11 @@ class HessianStructure:
         return self._flat(self.dense_row, self.dense_col)
 
     @functools.cached_property
+    def flat_diag(self) -> np.ndarray:  # (P,) diagonal of H
+        i = np.arange(self.n_params)
+        return self._flat(self.dense_row[i, i], self.dense_col[i, i])
+
+    @functools.cached_property
     def inverse(self) -> np.ndarray:
         """(P,) position of each parameter in concat(local.ravel(), glob, [pad])."""
         pos = np.full(self.n_params, self.local.size + self.n_global, np.int32)
