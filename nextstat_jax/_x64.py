@@ -58,8 +58,15 @@ def _to_f64(ct):
     return ct
 
 
+def _is_options(x) -> bool:
+    """A NamedTuple of Python scalars (``SolverOptions``, configs): static,
+    hashed into compile keys, so kept whole and never traced."""
+    return (isinstance(x, tuple) and hasattr(x, "_fields")
+            and all(v is None or isinstance(v, (bool, int, float, str)) for v in x))
+
+
 def _through_vjp_boundary(fn, args, kwargs):
-    leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
+    leaves, treedef = jax.tree_util.tree_flatten((args, kwargs), is_leaf=_is_options)
     dynamic = [i for i, leaf in enumerate(leaves) if _is_dynamic(leaf)]
     if not dynamic:
         return fn(*args, **kwargs)

@@ -90,8 +90,10 @@ def solve_limits(prob: _Problem, level: float, kind: str, poi: int, options: Sol
             vals = jax.vmap(lambda mu: cls_values(mu, p, kind, poi, options, shared))(mus)
             return jnp.diagonal(vals)
 
-        _, dg_p = jax.jvp(lambda q: g(mus, q), (p,), (tp,))
-        _, dg_mu = jax.jvp(lambda m: g(m, p), (mus,), (jnp.ones_like(mus),))
+        # one linearisation serves both directional derivatives (g is traced once)
+        _, g_lin = jax.linearize(g, mus, p)
+        dg_p = g_lin(jnp.zeros_like(mus), tp)
+        dg_mu = g_lin(jnp.ones_like(mus), jax.tree_util.tree_map(jnp.zeros_like, tp))
         safe = jnp.where(dg_mu != 0, dg_mu, 1.0)
         return mus, jnp.where(dg_mu != 0, -dg_p / safe, 0.0)
 

@@ -125,23 +125,18 @@ def newton_direction(g, Y, free, st: HessianStructure):
     return d, -jnp.dot(g, d)
 
 
-def _active_bounds(theta, g, lo, hi):
+def _active_bounds(theta, g, scale, lo, hi):
     """Parameters at, or within epsilon of, a bound with the gradient pushing
     further out (Bertsekas' epsilon-active set: without the epsilon a parameter
     1e-11 above its bound counts as free and the projected step stalls).
-    epsilon = min(1e-7 * width, |projected gradient step|)."""
-    step = jnp.abs(theta - jnp.clip(theta - g, lo, hi))
-    eps = jnp.minimum(1e-7 * jnp.maximum(hi - lo, 1.0), jnp.max(step))
+    Per parameter, epsilon = min(1e-7 * width, |projected step of g / scale|)
+    with ``scale`` the Hessian diagonal: in Newton units, so a parameter whose
+    optimum is 1e-12 from its bound (a POI next to a 1e12 signal) stays free."""
+    step = jnp.abs(theta - jnp.clip(theta - g / scale, lo, hi))
+    eps = jnp.minimum(1e-7 * jnp.maximum(hi - lo, 1.0), step)
     at_lo = (theta - lo <= eps) & (g > 0)
     at_hi = (hi - theta <= eps) & (g < 0)
     return at_lo, at_hi
-
-
-def _free_mask(theta, g, lo, hi, fixed):
-    """Parameters the Newton step may move: not fixed, and not (epsilon-)at a
-    bound with the gradient pushing further out."""
-    at_lo, at_hi = _active_bounds(theta, g, lo, hi)
-    return ~(fixed | at_lo | at_hi | (lo >= hi))
 
 
 def _line_search(value, theta, f, g, d, lo, hi, snap_lo, snap_hi, options, skip):
@@ -200,7 +195,9 @@ def minimize(
         # derivatives at the current iterate (the only place they are traced)
         f, g, Y = derivatives(s.theta)
         finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(Y))
-        at_lo, at_hi = _active_bounds(s.theta, g, lo, hi)
+        hdiag = jnp.abs(gather(_padded_flat(Y), structure.flat_diag))
+        scale = jnp.where(hdiag > 0, hdiag, jnp.maximum(jnp.max(hdiag), 1.0))
+        at_lo, at_hi = _active_bounds(s.theta, g, scale, lo, hi)
         free = ~(fixed | at_lo | at_hi | (lo >= hi))
         d, dec = newton_direction(g, Y, free, structure)
         small = 0.5 * dec <= options.tol_abs + options.tol_rel * jnp.abs(f)
@@ -209,8 +206,6 @@ def minimize(
         cand, ok, n_ls = _line_search(value, s.theta, f, g, d, lo, hi, snap_lo, snap_hi, options, stop)
         # fallback when the Newton direction fails: a diagonally scaled
         # projected gradient step (always a descent direction)
-        hdiag = jnp.abs(gather(_padded_flat(Y), structure.flat_diag))
-        scale = jnp.where(hdiag > 0, hdiag, jnp.maximum(jnp.max(hdiag), 1.0))
         d_grad = jnp.where(free, -g / scale, 0.0)
         cand2, ok2, _ = _line_search(value, s.theta, f, g, d_grad, lo, hi, snap_lo, snap_hi, options,
                                      stop | ok)

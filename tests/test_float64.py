@@ -290,3 +290,23 @@ def test_forward_mode_with_flag_on(model):
         jy = jax.jit(jax.jacfwd(f))(y)
         gy = jax.jit(jax.grad(f))(y)
         np.testing.assert_allclose(np.asarray(jy), np.asarray(gy), rtol=1e-12)
+
+
+def test_solver_options_under_user_jit_and_grad(model):
+    """SolverOptions (Python floats) passed through jit/grad with the flag off
+    stay static options, never traced values."""
+    opts = nsj.SolverOptions(tol_abs=1e-13, tol_rel=0.0)
+    data = np.asarray([53.0, 65.0])
+
+    def q0(d):
+        return nsj.q0(model, d, options=opts)
+
+    val = jax.jit(q0)(data)
+    g = jax.jit(jax.grad(q0))(data)
+    assert val.dtype == jnp.float64 and g.dtype == jnp.float64
+    assert not jax.config.read("jax_enable_x64")
+    with jax.enable_x64(True):
+        ref = nsj.q0(model, jnp.asarray(data), options=opts)
+        ref_g = jax.grad(q0)(jnp.asarray(data))
+    assert float(val) == pytest.approx(float(ref), rel=1e-10)
+    np.testing.assert_allclose(np.asarray(g), np.asarray(ref_g), rtol=1e-8)

@@ -455,11 +455,19 @@ def _host_info(host: dict, min_events: float) -> dict:
     }
 
 
+def _start_metric(config: CutTaskConfig, params: CutTaskParams, state: CutTaskState):
+    """(metric, converged) of a start state for the reset infos: the state's own
+    when the task computes it at reset, else computed here."""
+    if config.metric_at_reset:
+        return state.metric, state.converged
+    metric, conv, _, _ = evaluate_state(config, params, state.thresholds)
+    return metric, conv
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _reset_one(genv: CutGymnaxEnv, params, key):
     _, state = genv.reset_env(key, params)
-    # the reset info reports the start's metric even when the state does not need it
-    metric, conv, _, _ = evaluate_state(genv.config, params, state.thresholds)
+    metric, conv = _start_metric(genv.config, params, state)
     return state, _pack(genv.config, state, metric, conv)
 
 
@@ -578,8 +586,7 @@ def _keys(seeds, episodes):
 def _batch_reset(genv: CutGymnaxEnv, params, seeds, episodes, state, mask):
     def one(k):
         _, st = genv.reset_env(k, params)
-        metric, conv, _, _ = evaluate_state(genv.config, params, st.thresholds)
-        return st, metric, conv
+        return (st,) + _start_metric(genv.config, params, st)
 
     fresh, metric, conv = jax.vmap(one)(_keys(seeds, episodes))
     new = _select(mask, fresh, state)
@@ -602,8 +609,7 @@ def _batch_step(genv: CutGymnaxEnv, params, seeds, episodes, state, actions):
     def with_resets():
         def fresh_one(k):
             st = genv.reset_env(k, params)[1]
-            metric, conv, _, _ = evaluate_state(genv.config, params, st.thresholds)
-            return st, metric, conv
+            return (st,) + _start_metric(genv.config, params, st)
 
         fresh, metric, conv = jax.vmap(fresh_one)(_keys(seeds, episodes))
         return (_select(done, fresh, stepped), jnp.where(done, metric, stepped.metric),
