@@ -68,7 +68,9 @@ def _is_options(x) -> bool:
 def _through_vjp_boundary(fn, args, kwargs):
     leaves, treedef = jax.tree_util.tree_flatten((args, kwargs), is_leaf=_is_options)
     dynamic = [i for i, leaf in enumerate(leaves) if _is_dynamic(leaf)]
-    if not dynamic:
+    # concrete inputs: nothing can be differentiated, so no boundary (it would
+    # cost a trace per call)
+    if not any(isinstance(leaves[i], jax.core.Tracer) for i in dynamic):
         return fn(*args, **kwargs)
 
     def call(*dyn):

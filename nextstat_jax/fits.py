@@ -141,12 +141,12 @@ def _solve(prob: _Problem, options: SolverOptions) -> Solution:
     derivs, f = _derivatives(prob.model, prob.data, prep)
     lo, hi = prob.bounds[:, 0], prob.bounds[:, 1]
     structure = hessian_structure(prob.model.layout)
-    sol = minimize(derivs, f, prob.init, lo, hi, prob.fixed, structure, options)
     kinks = _kink_mask(prob.model.layout)
+    sol = minimize(derivs, f, prob.init, lo, hi, prob.fixed, structure, options, kinks)
     if kinks is None:
         return sol
     start = _other_side_of_kinks(sol.theta, jnp.asarray(kinks), prob.fixed)
-    other = minimize(derivs, f, start, lo, hi, prob.fixed, structure, options)
+    other = minimize(derivs, f, start, lo, hi, prob.fixed, structure, options, kinks)
     better = other.converged & (other.f < sol.f)
     out = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), other, sol)
     return out._replace(n_iter=sol.n_iter + other.n_iter)

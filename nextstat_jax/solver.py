@@ -22,7 +22,7 @@ Nothing here is differentiated: see ``fits.py``.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -139,10 +139,10 @@ def _active_bounds(theta, g, scale, lo, hi):
     return at_lo, at_hi
 
 
-def _line_search(value, theta, f, g, d, lo, hi, snap_lo, snap_hi, options, skip):
+def _line_search(value, theta, f, g, d, lo, hi, snap_lo, snap_hi, snap_kink, options, skip):
     """Backtracking Armijo search along the projected path; parameters in the
-    epsilon-active set are moved exactly onto their bound. Returns
-    (candidate, accepted, number of trials)."""
+    epsilon-active set are moved exactly onto their bound, those held at a
+    kink exactly onto 0. Returns (candidate, accepted, number of trials)."""
 
     def cond(c):
         _, _, ok, k = c
@@ -151,13 +151,29 @@ def _line_search(value, theta, f, g, d, lo, hi, snap_lo, snap_hi, options, skip)
     def body(c):
         alpha, _, _, k = c
         cand = jnp.clip(theta + alpha * d, lo, hi)
-        cand = jnp.where(snap_lo, lo, jnp.where(snap_hi, hi, cand))
+        cand = jnp.where(snap_lo, lo, jnp.where(snap_hi, hi, jnp.where(snap_kink, 0.0, cand)))
         fc = value(cand)
         ok = jnp.isfinite(fc) & (fc <= f + options.armijo * jnp.dot(g, cand - theta))
         return 0.5 * alpha, cand, ok, k + 1
 
     _, cand, ok, n = lax.while_loop(cond, body, (jnp.ones((), theta.dtype), theta, jnp.zeros((), bool), 0))
     return cand, ok, n
+
+
+#: distance from 0 within which a kinked parameter may be held at its kink
+KINK_EPS = 1e-6
+
+
+def _at_kink(value, theta, fixed, kinks):
+    """(P,) bool: kinked parameters at a kink minimum along their own axis
+    (upper-side slope > 0, lower-side slope < 0); all False without kinks."""
+    if kinks is None:
+        return jnp.zeros(theta.shape, bool)
+    near = jnp.asarray(kinks) & ~fixed & (jnp.abs(theta) <= KINK_EPS)
+    grad = jax.grad(value)
+    g_up = grad(jnp.where(near, 0.0, theta))  # interpolation takes alpha >= 0 as the upper side
+    g_dn = grad(jnp.where(near, -1e-30, theta))
+    return near & (g_up > 0) & (g_dn < 0)
 
 
 def minimize(
@@ -169,6 +185,7 @@ def minimize(
     fixed: jax.Array,
     structure: HessianStructure,
     options: SolverOptions = SolverOptions(),
+    kinks: Optional[np.ndarray] = None,
 ) -> Solution:
     """Minimise ``f`` over the box ``[lo, hi]`` with ``fixed`` parameters held.
 
@@ -179,6 +196,12 @@ def minimize(
         theta0: (P,) start; clipped into the box (fixed entries stay as given).
         lo, hi: (P,) bounds; fixed: (P,) bool.
         structure: the Hessian's sparsity (static).
+        kinks: optional static (P,) bool mask of parameters whose objective
+            has a slope jump at 0 (piecewise interpolation codes). One of them
+            within ``KINK_EPS`` of 0 whose one-sided slopes both point at the
+            kink (upper side ascending, lower side descending towards it) is
+            held at exactly 0, like a parameter at an active bound: the
+            Newton step on it would only bounce across the kink.
     """
     # fixed parameters stay at theta0 even outside their bounds
     lo = jnp.where(fixed, theta0, lo)
@@ -198,17 +221,18 @@ def minimize(
         hdiag = jnp.abs(gather(_padded_flat(Y), structure.flat_diag))
         scale = jnp.where(hdiag > 0, hdiag, jnp.maximum(jnp.max(hdiag), 1.0))
         at_lo, at_hi = _active_bounds(s.theta, g, scale, lo, hi)
-        free = ~(fixed | at_lo | at_hi | (lo >= hi))
+        at_kink = _at_kink(value, s.theta, fixed, kinks)
+        free = ~(fixed | at_lo | at_hi | at_kink | (lo >= hi))
         d, dec = newton_direction(g, Y, free, structure)
         small = 0.5 * dec <= options.tol_abs + options.tol_rel * jnp.abs(f)
         stop = small | ~finite | (s.it >= options.max_iter)
         snap_lo, snap_hi = at_lo & ~fixed, at_hi & ~fixed
-        cand, ok, n_ls = _line_search(value, s.theta, f, g, d, lo, hi, snap_lo, snap_hi, options, stop)
+        cand, ok, n_ls = _line_search(value, s.theta, f, g, d, lo, hi, snap_lo, snap_hi, at_kink, options, stop)
         # fallback when the Newton direction fails: a diagonally scaled
         # projected gradient step (always a descent direction)
         d_grad = jnp.where(free, -g / scale, 0.0)
-        cand2, ok2, _ = _line_search(value, s.theta, f, g, d_grad, lo, hi, snap_lo, snap_hi, options,
-                                     stop | ok)
+        cand2, ok2, _ = _line_search(value, s.theta, f, g, d_grad, lo, hi, snap_lo, snap_hi, at_kink,
+                                     options, stop | ok)
         cand = jnp.where(ok, cand, cand2)
         ok = ok | ok2
         step = ok & ~stop

@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import logging
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -481,6 +483,23 @@ def test_random_workspace_parity(case):
     note(f"well-posed minimum: {well_posed}")
     ours = ours_for(model, model.data, (1.0,), ("hypo",))
     compare("random workspace", ref, ours, model, well_posed)
+
+
+#: workspaces on which an earlier solver stopped short of pyhf's minimum
+#: (found by the random-workspace test; each entry says why)
+KINK_CASES = json.loads((Path(__file__).parent / "kink_cases.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(KINK_CASES))
+def test_piecewise_interpolation_minima(name):
+    """Codes 0/1 put a slope jump at alpha = 0: the fits must reach pyhf's
+    minimum through it (docs/design.md, the solver)."""
+    case = KINK_CASES[name]
+    spec, options = case["spec"], case["options"]
+    model = nsj.from_pyhf(spec, **options)
+    ref = Reference(spec, options, (1.0,), ("fixed", "hypo"))
+    ours = ours_for(model, model.data, (1.0,), ("fixed", "hypo"))
+    compare(name, ref, ours, model, well_posed_minimum(model, ref))
 
 
 # --------------------------------------------------------------------------

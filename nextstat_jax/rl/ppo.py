@@ -60,8 +60,8 @@ class PPOConfig:
     without an ``init_noise`` parameter)."""
 
     total_timesteps: int = 4_194_304
-    num_envs: int = 512
-    num_steps: int = 64
+    num_envs: int = 1024
+    num_steps: int = 32
     update_epochs: int = 4
     num_minibatches: int = 8
     learning_rate: float = 3e-4
