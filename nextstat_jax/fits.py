@@ -127,14 +127,40 @@ def _other_side_of_kinks(theta, kinks, fixed):
     return jnp.where(near, mirror, theta)
 
 
+@functools.lru_cache(maxsize=256)
+def _central_piece_mask(layout) -> Optional[np.ndarray]:
+    """(P,) bool: histosys parameters under code 2, whose interpolation (as
+    pyhf implements it) jumps in value at |alpha| = 1; None when there are none."""
+    if layout.histosys_code != "code2" or len(layout.hs_par) == 0:
+        return None
+    mask = np.zeros(layout.n_params, bool)
+    mask[np.asarray(layout.hs_par, int)] = True
+    return mask
+
+
+def _lower(best: Solution, other: Solution) -> Solution:
+    """The better of two solutions (per element under vmap)."""
+    better = other.converged & (other.f < best.f)
+    out = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), other, best)
+    return out._replace(n_iter=best.n_iter + other.n_iter)
+
+
 def _solve(prob: _Problem, options: SolverOptions) -> Solution:
     """Run the minimiser; no derivatives flow through this.
 
-    With piecewise interpolation (codes 0/1) the NLL has a slope jump at
-    alpha = 0, and a Newton method can stop at the minimum of one side's piece
-    a hair away from the kink while the other side descends further (one-sided
-    systematics with slightly pulled auxdata, e.g. Asimov data). Such models get
-    a second solve started across every nearby kink; the lower minimum wins.
+    Piecewise interpolation makes the NLL piecewise smooth, and a Newton method
+    only sees the piece it stands on; such models get extra solves, and the
+    lowest converged minimum wins (models with the default codes pay nothing):
+
+    * codes 0/1 have a slope jump at alpha = 0: one side's piece can have its
+      minimum a hair from the kink while the other side descends further (a
+      one-sided systematic with slightly pulled auxdata, e.g. Asimov data).
+      A second solve starts across every nearby kink;
+    * histosys code 2, as pyhf implements it, jumps in value at |alpha| = 1, so
+      the minimum can sit exactly at alpha = +-1 on the central piece while a
+      Newton step lands on the outer piece's own minimum. A third solve keeps
+      those parameters within [-1, 1] (a box constraint the solver handles
+      exactly).
     """
     prob = jax.lax.stop_gradient(prob)
     prep = prob.model.prepare()
@@ -143,13 +169,17 @@ def _solve(prob: _Problem, options: SolverOptions) -> Solution:
     structure = hessian_structure(prob.model.layout)
     kinks = _kink_mask(prob.model.layout)
     sol = minimize(derivs, f, prob.init, lo, hi, prob.fixed, structure, options, kinks)
-    if kinks is None:
-        return sol
-    start = _other_side_of_kinks(sol.theta, jnp.asarray(kinks), prob.fixed)
-    other = minimize(derivs, f, start, lo, hi, prob.fixed, structure, options, kinks)
-    better = other.converged & (other.f < sol.f)
-    out = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), other, sol)
-    return out._replace(n_iter=sol.n_iter + other.n_iter)
+    best = sol
+    if kinks is not None:
+        start = _other_side_of_kinks(sol.theta, jnp.asarray(kinks), prob.fixed)
+        best = _lower(best, minimize(derivs, f, start, lo, hi, prob.fixed, structure, options, kinks))
+    central = _central_piece_mask(prob.model.layout)
+    if central is not None:
+        c = jnp.asarray(central) & ~prob.fixed
+        lo_c, hi_c = jnp.where(c, jnp.maximum(lo, -1.0), lo), jnp.where(c, jnp.minimum(hi, 1.0), hi)
+        start = jnp.where(c, jnp.clip(sol.theta, lo_c, hi_c), sol.theta)
+        best = _lower(best, minimize(derivs, f, start, lo_c, hi_c, prob.fixed, structure, options, kinks))
+    return best
 
 
 def _pinned(theta, prob: _Problem):

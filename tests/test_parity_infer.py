@@ -40,7 +40,7 @@ import pytest
 import jax
 import jax.numpy as jnp
 import pyhf
-from hypothesis import HealthCheck, Phase, assume, given, note, settings
+from hypothesis import HealthCheck, seed, Phase, assume, given, note, settings
 
 import nextstat_jax as nsj
 
@@ -60,12 +60,19 @@ HYPOTHESIS_SETTINGS = dict(
     max_examples=int(os.environ.get("NSJ_PARITY_EXAMPLES", "3")),
     deadline=None,
     database=None,
-    derandomize=os.environ.get("NSJ_HYPOTHESIS_RANDOM", "0") != "1",
+    derandomize=False,
     # every example is a new model structure (a few seconds of compilation):
     # no shrinking, the failing example is printed as drawn
     phases=(Phase.explicit, Phase.reuse, Phase.generate),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
+#: the same examples on every machine and path (hypothesis' derandomize
+#: hashes the test's location); NSJ_HYPOTHESIS_RANDOM=1 draws new ones
+FIXED_SEED = None if os.environ.get("NSJ_HYPOTHESIS_RANDOM", "0") == "1" else 20261125
+
+
+def fixed_seed(test):
+    return test if FIXED_SEED is None else seed(FIXED_SEED)(test)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -157,6 +164,7 @@ class Reference:
             # infinite (a bin with signal only and data), pyhf cannot fit it
             _call(mle.fixed_poi_fit, 0.0, d, m, return_fitted_val=True)
             self.hypo = [self._hypotest(mu, "qtilde") for mu in self.mus]
+            self.asimov_fits = [self._asimov_fits(mu) for mu in self.mus]
             if not hasattr(self, "qtilde"):
                 self.qtilde = [float(_call(ts.qmu_tilde, mu, d, m, init, bounds, fixed)) for mu in self.mus]
         if "extras" in self.parts:
@@ -182,6 +190,15 @@ class Reference:
                 finally:
                     pyhf.set_backend(*backend)
             self.limits = (float(obs), np.asarray(exp, float))
+
+    def _asimov_fits(self, mu):
+        """(Asimov data, free 2NLL, fixed-mu 2NLL): the fits behind pyhf's q~ hypotest."""
+        m, cfg = self.model, self.model.config
+        A = _call(pyhf.infer.calculators.generate_asimov_data, 0.0, self.data, m, cfg.suggested_init(),
+                  cfg.suggested_bounds(), cfg.suggested_fixed())
+        _, t_free = _call(pyhf.infer.mle.fit, A, m, return_fitted_val=True)
+        _, t_fixed = _call(pyhf.infer.mle.fixed_poi_fit, mu, A, m, return_fitted_val=True)
+        return np.asarray(A, float), float(t_free), float(t_fixed)
 
     def _hypotest(self, mu, test_stat, **kwargs):
         cls, tail, exp = _call(
@@ -274,6 +291,25 @@ def well_posed_minimum(model, ref: Reference) -> bool:
     return bool(ev[0] > 1e-6 * max(ev[-1], 1e-300))
 
 
+def pyhf_asimov_fits_short(model, asimov_fits, mu, what) -> bool:
+    """True when one of pyhf's two fits on its own Asimov data stops above our
+    minimum of the same fit by more than NLL_ATOL (a second local minimum, e.g.
+    across a code0 kink): pyhf's CLs is then not a reference. Our fits must
+    reach pyhf's minima in any case."""
+    A, t_free, t_fixed = asimov_fits
+    Aj = jnp.asarray(A)
+    ours_free = float(nsj.fit(model, Aj).twice_nll)
+    ours_fixed = float(nsj.fixed_poi_fit(model, mu, Aj).twice_nll)
+    assert ours_free <= t_free + NLL_ATOL and ours_fixed <= t_fixed + NLL_ATOL, (
+        f"{what}: on pyhf's Asimov data our 2NLL (free {ours_free!r}, mu {ours_fixed!r}) is above pyhf's "
+        f"(free {t_free!r}, mu {t_fixed!r})")
+    short = ours_free < t_free - NLL_ATOL or ours_fixed < t_fixed - NLL_ATOL
+    if short:
+        warnings.warn(f"{what}: pyhf's Asimov fits stop above our minima (free {t_free - ours_free:.3g}, "
+                      f"mu {t_fixed - ours_fixed:.3g} in 2NLL): CLs not compared")
+    return short
+
+
 def check_stat(ours, ref, what):
     ours = float(ours)
     assert np.isfinite(ours), f"{what}: {ours}"
@@ -314,7 +350,8 @@ def compare(name, ref: Reference, ours: dict, model, well_posed=True):
             check_stat(ours["ttilde"][i], ref.ttilde[i], f"{name}: ttilde({mu})")
         if "hypo" in ours:
             h = _take(ours["hypo"], i)
-            check_hypo(h, ref.hypo[i], f"{name}: hypotest({mu}, qtilde)", well_posed)
+            if not pyhf_asimov_fits_short(model, ref.asimov_fits[i], mu, f"{name}: hypotest({mu})"):
+                check_hypo(h, ref.hypo[i], f"{name}: hypotest({mu}, qtilde)", well_posed)
             check_stat(h.test_stat, ref.qtilde[i], f"{name}: hypotest({mu}).test_stat (q~)")
     if "extras" in parts:
         check_stat(ours["q0_wide"], ref.q0_wide, f"{name}: q0 with POI bounds {WIDE}")
@@ -463,6 +500,7 @@ def test_data_forms_agree():
 # --------------------------------------------------------------------------
 
 
+@fixed_seed
 @settings(**HYPOTHESIS_SETTINGS)
 @given(case=workspace_cases())
 def test_random_workspace_parity(case):
@@ -492,13 +530,13 @@ KINK_CASES = json.loads((Path(__file__).parent / "kink_cases.json").read_text())
 
 @pytest.mark.parametrize("name", sorted(KINK_CASES))
 def test_piecewise_interpolation_minima(name):
-    """Codes 0/1 put a slope jump at alpha = 0: the fits must reach pyhf's
-    minimum through it (docs/design.md, the solver)."""
+    """Codes 0/1 put a slope jump at alpha = 0, histosys code 2 a value jump at
+    |alpha| = 1: the fits must still reach pyhf's minimum (docs/design.md)."""
     case = KINK_CASES[name]
     spec, options = case["spec"], case["options"]
     model = nsj.from_pyhf(spec, **options)
-    ref = Reference(spec, options, (1.0,), ("fixed", "hypo"))
-    ours = ours_for(model, model.data, (1.0,), ("fixed", "hypo"))
+    ref = Reference(spec, options, (1.0,), ("hypo",))  # the free fit, and the fits inside hypotest
+    ours = ours_for(model, model.data, (1.0,), ("hypo",))
     compare(name, ref, ours, model, well_posed_minimum(model, ref))
 
 
