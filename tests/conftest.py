@@ -1,9 +1,17 @@
 """Shared test set-up."""
 
-import gc
+import os
 
-import jax
-import pytest
+# One OpenMP thread for torch (Stable-Baselines3 tests): its libgomp pool and
+# XLA's thread pools in one long-lived worker process have been seen to
+# deadlock, every thread idle in a futex wait. Set before torch is imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import gc  # noqa: E402
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
