@@ -163,23 +163,29 @@ def _solve(prob: _Problem, options: SolverOptions) -> Solution:
       exactly).
     """
     prob = jax.lax.stop_gradient(prob)
-    prep = prob.model.prepare()
-    derivs, f = _derivatives(prob.model, prob.data, prep)
+    objective = (prob.model, prob.data, prob.model.prepare())
     lo, hi = prob.bounds[:, 0], prob.bounds[:, 1]
     structure = hessian_structure(prob.model.layout)
     kinks = _kink_mask(prob.model.layout)
-    sol = minimize(derivs, f, prob.init, lo, hi, prob.fixed, structure, options, kinks)
+
+    def run(start, lo, hi):
+        return minimize(_objective_fns, objective, start, lo, hi, prob.fixed, structure, options, kinks)
+
+    sol = run(prob.init, lo, hi)
     best = sol
     if kinks is not None:
-        start = _other_side_of_kinks(sol.theta, jnp.asarray(kinks), prob.fixed)
-        best = _lower(best, minimize(derivs, f, start, lo, hi, prob.fixed, structure, options, kinks))
+        best = _lower(best, run(_other_side_of_kinks(sol.theta, jnp.asarray(kinks), prob.fixed), lo, hi))
     central = _central_piece_mask(prob.model.layout)
     if central is not None:
         c = jnp.asarray(central) & ~prob.fixed
         lo_c, hi_c = jnp.where(c, jnp.maximum(lo, -1.0), lo), jnp.where(c, jnp.minimum(hi, 1.0), hi)
-        start = jnp.where(c, jnp.clip(sol.theta, lo_c, hi_c), sol.theta)
-        best = _lower(best, minimize(derivs, f, start, lo_c, hi_c, prob.fixed, structure, options, kinks))
+        best = _lower(best, run(jnp.where(c, jnp.clip(sol.theta, lo_c, hi_c), sol.theta), lo_c, hi_c))
     return best
+
+
+def _objective_fns(objective):
+    """``(model, data, prep) -> (derivatives, value)`` for :func:`minimize`."""
+    return _derivatives(*objective)
 
 
 def _pinned(theta, prob: _Problem):

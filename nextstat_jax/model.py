@@ -16,6 +16,7 @@ normalisation constants included.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import NamedTuple, Optional
 
@@ -42,15 +43,53 @@ def xlogy(x, y):
 
 
 _ONEHOT_MAX = 1 << 11  # entries of a one-hot matrix worth a matmul instead of a gather
+_MAX_RUNS = 48  # pieces of a gather worth building from slices and broadcasts
+
+
+@functools.lru_cache(maxsize=1024)
+def _runs_of(key: bytes, size: int) -> tuple:
+    """A static index vector as runs ``(first, length, step)``: arithmetic
+    progressions (step 0 is a broadcast, step 1 a slice, others a strided
+    slice); empty when there are more than ``_MAX_RUNS`` of them."""
+    flat = np.frombuffer(key, dtype=np.int64, count=size)
+    runs, i = [], 0
+    while i < size:
+        j = i + 1
+        step = int(flat[j] - flat[i]) if j < size else 1
+        if step < 0:
+            step, j = 1, i + 1  # a lone element (negative steps are not slices)
+        else:
+            while j < size and flat[j] - flat[j - 1] == step:
+                j += 1
+        runs.append((int(flat[i]), j - i, step if j - i > 1 else 1))
+        i = j
+        if len(runs) > _MAX_RUNS:
+            return ()
+    return tuple(runs)
+
+
+def _index_runs(index: np.ndarray) -> tuple:
+    flat = np.ascontiguousarray(np.asarray(index, dtype=np.int64).reshape(-1))
+    return _runs_of(flat.tobytes(), flat.size) if flat.size else ()
 
 
 def gather(values, index: np.ndarray):
     """``values[index]`` for a 1-d ``values`` and a static integer ``index``.
 
-    Small cases become a matmul with a constant one-hot matrix: on CPU, and
-    under ``vmap``, that is several times faster than a gather, and its
-    derivative is another matmul rather than a scatter-add."""
+    HistFactory's indices are mostly runs (a normfactor repeated over a
+    sample's bins, a staterror's parameters bin by bin, a Hessian diagonal):
+    those are built from (strided) slices and broadcasts, which XLA fuses with the arithmetic around them and
+    whose derivatives are pads and sums. Other small cases become a matmul
+    with a constant one-hot matrix: on CPU, and under ``vmap``, several times
+    faster than a gather, and its derivative is another matmul rather than a
+    scatter-add."""
     n = values.shape[0]
+    runs = _index_runs(index)
+    if runs:
+        pieces = [jnp.broadcast_to(values[a], (m,)) if step == 0 else values[a:a + step * (m - 1) + 1:step]
+                  for a, m, step in runs]
+        out = pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces)
+        return out.reshape(index.shape)
     if index.size * n <= _ONEHOT_MAX:
         onehot = np.zeros((index.size, n), dtype=np.float64)
         onehot[np.arange(index.size), index.reshape(-1)] = 1.0

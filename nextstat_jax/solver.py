@@ -8,7 +8,9 @@ Hessian-vector products and solved block-wise (``structure.py``,
 ``linalg.py``; dense when the model has no sparsity); a backtracking Armijo
 search then runs along the projected path ``clip(theta + a*d, lo, hi)``.
 Under ``vmap`` every element freezes when it has converged and the loop ends
-when all have converged or hit ``max_iter``.
+when all have converged or hit ``max_iter``; the batch is compacted as its
+elements converge (``element_loop.py``), so each costs about its own
+iterations.
 
 Convergence: the Newton decrement on the free parameters, ``g_F^T H_FF^{-1}
 g_F / 2`` (the predicted distance to the minimum in objective units), below
@@ -22,13 +24,15 @@ Nothing here is differentiated: see ``fits.py``.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+import functools
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .element_loop import element_while
 from .linalg import block_arrow_solve
 from .model import gather
 from .structure import HessianStructure
@@ -81,17 +85,21 @@ class _State(NamedTuple):
     status: jax.Array
 
 
-def _padded_flat(Y):
-    """Y (P, n) with a zero row (index P) and zero column (index n), flattened:
-    entry (i, j) sits at ``i * (n + 1) + j``."""
-    Y = jnp.concatenate([Y, jnp.zeros((1, Y.shape[1]), Y.dtype)], axis=0)
-    Y = jnp.concatenate([Y, jnp.zeros((Y.shape[0], 1), Y.dtype)], axis=1)
-    return Y.reshape(-1)
+def _entries(Y, flat: np.ndarray):
+    """Entries of ``Y`` (P, n) at static ``flat`` indices into Y padded with a
+    zero row and column (``structure.py``: entry (i, j) at ``i*(n+1) + j``;
+    row P or column n reads 0), gathered from Y itself: the padded copy
+    would cost a pass over Y."""
+    P, n = Y.shape
+    i, j = np.divmod(np.asarray(flat, np.int64), n + 1)
+    valid = (i < P) & (j < n)
+    vals = gather(Y.reshape(-1), np.where(valid, i * n + j, 0).astype(np.int32))
+    return vals if valid.all() else jnp.where(valid, vals, 0.0)
 
 
 def assemble_dense(Y, st: HessianStructure):
     """Dense Hessian (P, P) from compressed products ``Y = H V`` (P, n_seeds)."""
-    H = gather(_padded_flat(Y), st.flat_dense)
+    H = _entries(Y, st.flat_dense)
     return 0.5 * (H + H.T)
 
 
@@ -100,8 +108,7 @@ def newton_direction(g, Y, free, st: HessianStructure):
     from the compressed Hessian ``Y``, and the decrement ``-g.d``.
     All index work is static 1-d gathers (no scatters: fast under vmap)."""
     n_glob = st.n_global
-    Yf = _padded_flat(Y)
-    A = gather(Yf, st.flat_a)  # (C, m, m)
+    A = _entries(Y, st.flat_a)  # (C, m, m)
     free_p = jnp.concatenate([free, jnp.zeros((1,), bool)])
     fl = free_p[st.local] if st.local.size > 64 else jnp.stack(
         [free_p[int(i)] for i in st.local.reshape(-1)]).reshape(st.local.shape)
@@ -112,8 +119,8 @@ def newton_direction(g, Y, free, st: HessianStructure):
     rl = gather(jnp.concatenate([r, jnp.zeros((1,), r.dtype)]), st.local)
     if n_glob:
         fg = free[st.glob]
-        Bc = jnp.where(fl[:, :, None] & fg[None, None, :], gather(Yf, st.flat_b), 0.0)
-        D = jnp.where(fg[:, None] & fg[None, :], gather(Yf, st.flat_d), jnp.eye(n_glob, dtype=Y.dtype))
+        Bc = jnp.where(fl[:, :, None] & fg[None, None, :], _entries(Y, st.flat_b), 0.0)
+        D = jnp.where(fg[:, None] & fg[None, :], _entries(Y, st.flat_d), jnp.eye(n_glob, dtype=Y.dtype))
         rg = gather(r, st.glob)
     else:
         Bc = jnp.zeros((A.shape[0], m, 0), Y.dtype)
@@ -176,9 +183,60 @@ def _at_kink(value, theta, fixed, kinks):
     return near & (g_up > 0) & (g_dn < 0)
 
 
+class _Context(NamedTuple):
+    """Per-element read-only data of the loop: the problem (``fns_of`` turns it
+    into the objective's functions) and the box (fixed parameters pinned)."""
+
+    problem: Any
+    lo: jax.Array
+    hi: jax.Array
+    fixed: jax.Array
+
+
+def _iteration(fns_of, structure, options, kinks, ctx: _Context, s: _State) -> _State:
+    """One projected Newton iteration (line search included) of one element."""
+    derivatives, value = fns_of(ctx.problem)
+    lo, hi, fixed = ctx.lo, ctx.hi, ctx.fixed
+    # derivatives at the current iterate (the only place they are traced)
+    f, g, Y = derivatives(s.theta)
+    finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(Y))
+    hdiag = jnp.abs(_entries(Y, structure.flat_diag))
+    scale = jnp.where(hdiag > 0, hdiag, jnp.maximum(jnp.max(hdiag), 1.0))
+    at_lo, at_hi = _active_bounds(s.theta, g, scale, lo, hi)
+    at_kink = _at_kink(value, s.theta, fixed, kinks)
+    free = ~(fixed | at_lo | at_hi | at_kink | (lo >= hi))
+    d, dec = newton_direction(g, Y, free, structure)
+    small = 0.5 * dec <= options.tol_abs + options.tol_rel * jnp.abs(f)
+    stop = small | ~finite | (s.it >= options.max_iter)
+    snap_lo, snap_hi = at_lo & ~fixed, at_hi & ~fixed
+    cand, ok, n_ls = _line_search(value, s.theta, f, g, d, lo, hi, snap_lo, snap_hi, at_kink, options, stop)
+    # fallback when the Newton direction fails: a diagonally scaled
+    # projected gradient step (always a descent direction)
+    d_grad = jnp.where(free, -g / scale, 0.0)
+    cand2, ok2, _ = _line_search(value, s.theta, f, g, d_grad, lo, hi, snap_lo, snap_hi, at_kink,
+                                 options, stop | ok)
+    cand = jnp.where(ok, cand, cand2)
+    ok = ok | ok2
+    step = ok & ~stop
+    # a full Newton step from a nearly converged point finishes the job
+    final = step & (n_ls == 1) & (0.5 * dec <= options.tol_step)
+    status = jnp.where(
+        (small & finite) | final, 0,
+        jnp.where(~finite, 2, jnp.where(s.it >= options.max_iter, 1, jnp.where(ok, 1, 3))),
+    ).astype(jnp.int32)
+    return _State(
+        theta=jnp.where(step, cand, s.theta),
+        f=jnp.where(finite, f, s.f),
+        g=jnp.where(finite, g, s.g),
+        it=s.it + step.astype(jnp.int32),
+        done=stop | ~ok | final,
+        status=status,
+    )
+
+
 def minimize(
-    derivatives: Callable,
-    value: Callable,
+    fns_of: Callable,
+    problem: Any,
     theta0: jax.Array,
     lo: jax.Array,
     hi: jax.Array,
@@ -190,9 +248,11 @@ def minimize(
     """Minimise ``f`` over the box ``[lo, hi]`` with ``fixed`` parameters held.
 
     Args:
-        derivatives: ``theta -> (f, grad (P,), Y (P, n_seeds))`` with
-            ``Y = H @ structure.seeds``.
-        value: ``theta -> f`` (for the line search).
+        fns_of: ``problem -> (derivatives, value)``: ``derivatives`` maps
+            ``theta -> (f, grad (P,), Y (P, n_seeds))`` with
+            ``Y = H @ structure.seeds``; ``value`` maps ``theta -> f`` (for
+            the line search). It must not close over traced values.
+        problem: pytree of the objective's data (batched under vmap).
         theta0: (P,) start; clipped into the box (fixed entries stay as given).
         lo, hi: (P,) bounds; fixed: (P,) bool.
         structure: the Hessian's sparsity (static).
@@ -202,6 +262,10 @@ def minimize(
             kink (upper side ascending, lower side descending towards it) is
             held at exactly 0, like a parameter at an active bound: the
             Newton step on it would only bounce across the kink.
+
+    The loop is an :func:`~nextstat_jax.element_loop.element_while`: under
+    ``vmap`` each element costs about its own iterations, not the batch's
+    slowest.
     """
     # fixed parameters stay at theta0 even outside their bounds
     lo = jnp.where(fixed, theta0, lo)
@@ -210,47 +274,7 @@ def minimize(
     dtype = theta.dtype
     state = _State(theta, jnp.asarray(jnp.inf, dtype), jnp.zeros_like(theta), jnp.int32(0),
                    jnp.zeros((), bool), jnp.int32(1))
-
-    def cond(s: _State):
-        return ~s.done
-
-    def body(s: _State):
-        # derivatives at the current iterate (the only place they are traced)
-        f, g, Y = derivatives(s.theta)
-        finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(Y))
-        hdiag = jnp.abs(gather(_padded_flat(Y), structure.flat_diag))
-        scale = jnp.where(hdiag > 0, hdiag, jnp.maximum(jnp.max(hdiag), 1.0))
-        at_lo, at_hi = _active_bounds(s.theta, g, scale, lo, hi)
-        at_kink = _at_kink(value, s.theta, fixed, kinks)
-        free = ~(fixed | at_lo | at_hi | at_kink | (lo >= hi))
-        d, dec = newton_direction(g, Y, free, structure)
-        small = 0.5 * dec <= options.tol_abs + options.tol_rel * jnp.abs(f)
-        stop = small | ~finite | (s.it >= options.max_iter)
-        snap_lo, snap_hi = at_lo & ~fixed, at_hi & ~fixed
-        cand, ok, n_ls = _line_search(value, s.theta, f, g, d, lo, hi, snap_lo, snap_hi, at_kink, options, stop)
-        # fallback when the Newton direction fails: a diagonally scaled
-        # projected gradient step (always a descent direction)
-        d_grad = jnp.where(free, -g / scale, 0.0)
-        cand2, ok2, _ = _line_search(value, s.theta, f, g, d_grad, lo, hi, snap_lo, snap_hi, at_kink,
-                                     options, stop | ok)
-        cand = jnp.where(ok, cand, cand2)
-        ok = ok | ok2
-        step = ok & ~stop
-        # a full Newton step from a nearly converged point finishes the job
-        final = step & (n_ls == 1) & (0.5 * dec <= options.tol_step)
-        status = jnp.where(
-            (small & finite) | final, 0,
-            jnp.where(~finite, 2, jnp.where(s.it >= options.max_iter, 1, jnp.where(ok, 1, 3))),
-        ).astype(jnp.int32)
-        return _State(
-            theta=jnp.where(step, cand, s.theta),
-            f=jnp.where(finite, f, s.f),
-            g=jnp.where(finite, g, s.g),
-            it=s.it + step.astype(jnp.int32),
-            done=stop | ~ok | final,
-            status=status,
-        )
-
-    out = lax.while_loop(cond, body, state)
+    body = functools.partial(_iteration, fns_of, structure, options, kinks)
+    out = element_while(lambda s: ~s.done, body, _Context(problem, lo, hi, fixed), state)
     converged = out.status == 0
     return Solution(out.theta, out.f, out.g, converged, out.it, out.status)

@@ -3,9 +3,10 @@
 Two parameters interact in the Hessian only if they change a common main bin
 (constraint terms are diagonal).  A parameter whose bins all lie in one channel
 is *local* to that channel; the others (the POI, lumi, systematics shared by
-channels) are *global*.  With locals grouped by channel the Hessian is
-block-arrow: a block per channel, a small global block, and the coupling
-between them.  This module computes, once per layout (static, cached):
+channels) are *global*.  Locals that share no bin, even indirectly, never meet
+in the Hessian: grouped by these connected components (packed into blocks of
+the largest component's size) the Hessian is block-arrow: a block per group,
+a small global block, and the coupling between them.  This module computes, once per layout (static, cached):
 
 * the seed matrix ``V`` (P, n_seeds) for compressed Hessian-vector products:
   one unit seed per global parameter and one seed per colour of a distance-2
@@ -43,7 +44,7 @@ class HessianStructure:
     dense_col: np.ndarray  # (P, P) column of Y for H[i, j], -1 = structural zero
 
     # flat indices into Y padded with a zero row and column, then flattened
-    # (entry (i, j) at i * (n_seeds + 1) + j): see solver._padded_flat
+    # (entry (i, j) at i * (n_seeds + 1) + j): see solver._entries
     def _flat(self, rows, cols):
         cols = np.where(cols < 0, self.n_seeds, cols)
         return (rows * (self.n_seeds + 1) + cols).astype(np.int32)
@@ -115,6 +116,48 @@ def _param_bins(layout: Layout) -> list[set]:
     return bins
 
 
+def _components(per_chan: list, nbrs: list, is_global: list) -> list[list[int]]:
+    """Connected components of the local parameters (two locals are linked
+    when they share a bin), channel by channel: parameters of different
+    components never meet in the Hessian."""
+    comps = []
+    for ps in per_chan:
+        seen: set = set()
+        for p in ps:
+            if p in seen:
+                continue
+            comp, todo = [], [p]
+            seen.add(p)
+            while todo:
+                q = todo.pop()
+                comp.append(q)
+                for r in nbrs[q]:
+                    if not is_global[r] and r not in seen:
+                        seen.add(r)
+                        todo.append(r)
+            comps.append(sorted(comp))
+    return comps
+
+
+def _pack(comps: list[list[int]]) -> list[list[int]]:
+    """Components packed first-fit (largest first) into blocks as large as
+    the largest component: few blocks, each block-diagonal inside (a channel
+    whose locals all share its bins stays one block; a staterror-only channel
+    becomes blocks of single parameters)."""
+    if not comps:
+        return []
+    size = max(len(c) for c in comps)
+    blocks: list[list[int]] = []
+    for comp in sorted(comps, key=lambda c: (-len(c), c[0])):
+        for blk in blocks:
+            if len(blk) + len(comp) <= size:
+                blk.extend(comp)
+                break
+        else:
+            blocks.append(list(comp))
+    return [sorted(b) for b in sorted(blocks, key=lambda b: b[0])]
+
+
 @functools.lru_cache(maxsize=256)
 def hessian_structure(layout: Layout) -> HessianStructure:
     P = layout.n_params
@@ -170,10 +213,12 @@ def hessian_structure(layout: Layout) -> HessianStructure:
         seeds[p, g + k] = 1.0
         col_of[p] = g + k
 
-    m = max([len(l) for l in per_chan] + [0])
-    local = np.full((C, max(m, 1)), P, np.int32)
-    for c, ps in enumerate(per_chan):
+    blocks = _pack(_components(per_chan, nbrs, is_global))
+    m = max([len(l) for l in blocks] + [0])
+    local = np.full((max(len(blocks), 1), max(m, 1)), P, np.int32)
+    for c, ps in enumerate(blocks):
         local[c, : len(ps)] = ps
+    C = local.shape[0]
     local_valid = local < P
     m = local.shape[1]
     a_col = np.full((C, m, m), -1, np.int32)

@@ -63,6 +63,8 @@ def profiles(prob: _Problem, poi_index: int, options: SolverOptions, mus=(), fre
             _value_at(sol.theta, p), jax.lax.stop_gradient(sol.theta[poi_index]), sol.converged, sol.theta
         )
 
+    if len(inits) == 1:  # no vmap of one: each vmap level multiplies tracing of the solver's loops
+        return jax.tree_util.tree_map(lambda x: x[None], one(inits[0], fixeds[0]))
     return jax.vmap(one)(jnp.stack(inits), jnp.stack(fixeds))
 
 

@@ -1,0 +1,139 @@
+"""A per-element ``while_loop`` whose batched cost follows each element.
+
+Under ``vmap``, ``lax.while_loop`` becomes one loop over the whole batch that
+runs until its slowest element stops: every element pays for the slowest
+one's iterations (in a batch of q0 fits most elements need 2-3 Newton steps,
+a few need 5, and the whole batch does 5).
+
+``element_while(cond, body, ctx, state)`` is ``lax.while_loop(cond,
+partial(body, ctx), state)`` for one element.  Vmapped, it runs the batch in
+stages: the loop runs on the full batch while more than 1/``SHRINK`` of it is
+still active, then the active elements (their state and their ``ctx``) are
+gathered into a buffer ``SHRINK`` times smaller, which runs on in the same way,
+and the results are scattered back.  Each element's iterations are the same
+as in the plain loop, so results are too; only the cost changes, to roughly
+the sum of the iterations each element needs.
+
+Nested vmaps (a batch of fits inside a batch of models) are flattened into
+one batch by a ``jax.custom_batching.custom_vmap`` rule, so compaction sees
+the whole batch; leaves that no vmap batches stay shared.  Batches smaller
+than ``SHRINK * MIN_STAGE`` run as the plain vmapped loop.  No derivatives
+flow through the loop (callers stop gradients on its inputs).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.custom_batching import custom_vmap
+
+__all__ = ["element_while", "SHRINK", "MIN_STAGE"]
+
+#: each stage's buffer is this many times smaller than the previous one's
+SHRINK = 4
+#: the smallest buffer worth a stage of its own
+MIN_STAGE = 256
+
+
+def element_while(cond: Callable, body: Callable, ctx: Any, state: Any) -> Any:
+    """``while cond(state): state = body(ctx, state)`` for one element.
+
+    Args:
+        cond: ``state -> bool ()``.
+        body: ``(ctx, state) -> state`` (same structure, shapes and dtypes).
+        ctx: read-only pytree the body needs (problem data).
+        state: the loop carry.
+
+    Returns the final state. Under ``vmap`` the batch is compacted as it
+    converges (module doc); ``cond`` and ``body`` must not close over traced
+    values (pass them in ``ctx``).
+    """
+    leaves, tree = jax.tree_util.tree_flatten((ctx, state))
+    n_ctx = len(jax.tree_util.tree_leaves(ctx))
+    return _loop(cond, body, tree, n_ctx, (False,) * len(leaves))(*leaves)
+
+
+def _batch_size(leaves, mask):
+    return next(x.shape[0] for x, m in zip(leaves, mask) if m)
+
+
+def _loop(cond, body, tree, n_ctx: int, mask: tuple):
+    """The loop on leaves whose ``mask`` entries carry one flat batch axis."""
+
+    @custom_vmap
+    def run(*leaves):
+        ctx, state = jax.tree_util.tree_unflatten(tree, leaves)
+        if not any(mask):
+            return lax.while_loop(cond, lambda s: body(ctx, s), state)
+        return _staged(cond, body, leaves, tree, n_ctx, mask)
+
+    @run.def_vmap
+    def rule(axis_size, in_batched, *leaves):
+        prev = any(mask)
+        # the flat batch axis so far: axis 1 of leaves that this vmap batches too
+        n = next(x.shape[1 if b else 0] for x, m, b in zip(leaves, mask, in_batched) if m) if prev else 1
+        flat = []
+        for x, m, b in zip(leaves, mask, in_batched):
+            if m and b:
+                x = x.reshape((axis_size * n,) + x.shape[2:])
+            elif m:
+                x = jnp.broadcast_to(x[None], (axis_size,) + x.shape).reshape((axis_size * n,) + x.shape[1:])
+            elif b and prev:
+                x = jnp.repeat(x, n, axis=0)
+            flat.append(x)
+        new_mask = tuple(m or b for m, b in zip(mask, in_batched))
+        out = _loop(cond, body, tree, n_ctx, new_mask)(*flat)
+        if prev:
+            out = jax.tree_util.tree_map(lambda y: y.reshape((axis_size, n) + y.shape[1:]), out)
+        return out, jax.tree_util.tree_map(lambda _: True, out)
+
+    return run
+
+
+def _staged(cond, body, leaves, tree, n_ctx: int, mask: tuple):
+    """The batched loop over a flat batch (leaves with ``mask`` carry it)."""
+    n = _batch_size(leaves, mask)
+    ctx_leaves, st_leaves = leaves[:n_ctx], leaves[n_ctx:]
+    st_leaves = [x if m else jnp.broadcast_to(x[None], (n,) + x.shape) for x, m in zip(st_leaves, mask[n_ctx:])]
+    ctx_mask = mask[:n_ctx]
+    ctx_tree, st_tree = tree.children()
+
+    def unflatten(cl, sl):
+        return jax.tree_util.tree_unflatten(ctx_tree, cl), jax.tree_util.tree_unflatten(st_tree, sl)
+
+    ctx, state = unflatten(ctx_leaves, st_leaves)
+    ctx_axes = jax.tree_util.tree_unflatten(ctx_tree, [0 if m else None for m in ctx_mask])
+    if n < SHRINK * MIN_STAGE:
+        single = lambda c, s: lax.while_loop(cond, lambda t: body(c, t), s)
+        return jax.vmap(single, in_axes=(ctx_axes, 0))(ctx, state)
+
+    sizes = [n]
+    while sizes[-1] // SHRINK >= MIN_STAGE:
+        sizes.append(sizes[-1] // SHRINK)
+    vcond = jax.vmap(cond)
+    vbody = jax.vmap(body, in_axes=(ctx_axes, 0))
+
+    def stage(k, ctx, state):
+        limit = sizes[k + 1] if k + 1 < len(sizes) else 0
+
+        def step(s):
+            active = vcond(s)
+            new = vbody(ctx, s)
+            return jax.tree_util.tree_map(
+                lambda a, b: jnp.where(active.reshape(active.shape + (1,) * (a.ndim - 1)), a, b), new, s)
+
+        state = lax.while_loop(lambda s: jnp.sum(vcond(s)) > limit, step, state)
+        if limit == 0:
+            return state
+        # the (at most `limit`) active elements; padding slots point past the end
+        idx = jnp.nonzero(vcond(state), size=limit, fill_value=sizes[k])[0]
+        take = lambda x: jnp.take(x, idx, axis=0, mode="clip")
+        sub_ctx = jax.tree_util.tree_unflatten(
+            ctx_tree, [take(x) if m else x for x, m in zip(jax.tree_util.tree_leaves(ctx), ctx_mask)])
+        sub = stage(k + 1, sub_ctx, jax.tree_util.tree_map(take, state))
+        return jax.tree_util.tree_map(lambda full, part: full.at[idx].set(part, mode="drop"), state, sub)
+
+    return stage(0, ctx, state)
