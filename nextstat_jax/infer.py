@@ -21,7 +21,6 @@ from .fits import _poi_index, make_problem
 from .limits import UpperLimit, scan_limits, solve_limits
 from .model import Model
 from .solver import SolverOptions
-from .teststats import check_kind
 
 __all__ = ["hypotest", "upper_limit", "HypotestResult", "UpperLimit"]
 

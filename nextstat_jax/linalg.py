@@ -16,7 +16,6 @@ larger ones use LAPACK, with an eigendecomposition when needed.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 

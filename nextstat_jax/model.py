@@ -76,24 +76,23 @@ def _index_runs(index: np.ndarray) -> tuple:
 def gather(values, index: np.ndarray):
     """``values[index]`` for a 1-d ``values`` and a static integer ``index``.
 
-    HistFactory's indices are mostly runs (a normfactor repeated over a
-    sample's bins, a staterror's parameters bin by bin, a Hessian diagonal):
-    those are built from (strided) slices and broadcasts, which XLA fuses with the arithmetic around them and
-    whose derivatives are pads and sums. Other small cases become a matmul
-    with a constant one-hot matrix: on CPU, and under ``vmap``, several times
-    faster than a gather, and its derivative is another matmul rather than a
-    scatter-add."""
+    Small cases become a matmul with a constant one-hot matrix: on CPU, and
+    under ``vmap``, several times faster than a gather, and its derivative is
+    another matmul rather than a scatter-add. Larger HistFactory indices are
+    mostly runs (a normfactor repeated over a sample's bins, a staterror's
+    parameters bin by bin, a Hessian diagonal): those are built from
+    (strided) slices and broadcasts, whose derivatives are pads and sums;
+    anything else is a gather."""
     n = values.shape[0]
-    runs = _index_runs(index)
-    if runs:
-        pieces = [jnp.broadcast_to(values[a], (m,)) if step == 0 else values[a:a + step * (m - 1) + 1:step]
-                  for a, m, step in runs]
-        out = pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces)
-        return out.reshape(index.shape)
     if index.size * n <= _ONEHOT_MAX:
         onehot = np.zeros((index.size, n), dtype=np.float64)
         onehot[np.arange(index.size), index.reshape(-1)] = 1.0
         return (jnp.asarray(onehot, values.dtype) @ values).reshape(index.shape)
+    runs = _index_runs(index)
+    if runs:
+        pieces = [jnp.broadcast_to(values[a], (m,)) if step == 0 else values[a:a + step * (m - 1) + 1:step]
+                  for a, m, step in runs]
+        return (pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces)).reshape(index.shape)
     return values[index]
 
 

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._x64 import f64, public
+from ._x64 import public
 from .fits import _Problem, _poi_index, _solve, _value_at, fix_poi, make_problem
 from .model import Model
 from .solver import SolverOptions
@@ -63,8 +63,6 @@ def profiles(prob: _Problem, poi_index: int, options: SolverOptions, mus=(), fre
             _value_at(sol.theta, p), jax.lax.stop_gradient(sol.theta[poi_index]), sol.converged, sol.theta
         )
 
-    if len(inits) == 1:  # no vmap of one: each vmap level multiplies tracing of the solver's loops
-        return jax.tree_util.tree_map(lambda x: x[None], one(inits[0], fixeds[0]))
     return jax.vmap(one)(jnp.stack(inits), jnp.stack(fixeds))
 
 

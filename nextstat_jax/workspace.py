@@ -9,7 +9,6 @@ Everything here is plain Python/NumPy; JAX enters only in the :class:`Model`.
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from typing import Any, Iterable, Optional

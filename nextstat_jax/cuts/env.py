@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple, Optional
 
 import gymnasium
 import jax
@@ -83,16 +83,15 @@ import numpy as np
 from gymnasium import spaces as gspaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
-from gymnax.environments import environment
 from gymnax.environments import spaces as xspaces
 
 from .._pytree import pytree_dataclass
 from .._x64 import f64, x64
 from ..errors import InvalidInput
-from ..gym.gymnasium_env import _SEED_MOD, _seed_int, episode_key
+from ..gym.gymnasium_env import _SEED_MOD, _seed_int, episode_key, masked_infos, next_episode
+from ..gym.gymnax_base import ConfiguredEnvironment
 from ..solver import SolverOptions
 from ..teststats import safe_sqrt
-from .events import EventWorkspace
 from .model import CutModel, make_cut_model
 
 __all__ = [
@@ -317,7 +316,7 @@ def _obs_bounds(config: CutTaskConfig, params: CutTaskParams):
     return np.concatenate(lo), np.concatenate(hi)
 
 
-class CutGymnaxEnv(environment.Environment):
+class CutGymnaxEnv(ConfiguredEnvironment):
     """Optimise analysis cuts (gymnax API; module doc for the task).
 
     Observation (float64): thresholds [, yields][, metric]. Action: float
@@ -325,17 +324,6 @@ class CutGymnaxEnv(environment.Environment):
     ``thresholds``, ``metric``, ``converged``, ``n_events``,
     ``too_few_events``, ``yields`` (plus gymnax's ``terminated``,
     ``truncated``, ``final_observation``)."""
-
-    def __init__(self, config: CutTaskConfig, params: CutTaskParams):
-        super().__init__()
-        self.config = config
-        self._params = params
-
-    def __eq__(self, other) -> bool:
-        return type(other) is type(self) and other.config == self.config
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, self.config))
 
     def __repr__(self) -> str:
         c = self.config
@@ -346,18 +334,6 @@ class CutGymnaxEnv(environment.Environment):
     def name(self) -> str:
         return "nextstat_jax/Cuts-v0"
 
-    @property
-    def default_params(self) -> CutTaskParams:
-        return self._params
-
-    @x64
-    def step(self, key, state, action, params=None):
-        return environment.Environment.step(self, key, state, action, params)
-
-    @x64
-    def reset(self, key, params=None):
-        return environment.Environment.reset(self, key, params)
-
     @x64
     def step_env(self, key, state: CutTaskState, action, params: CutTaskParams):
         new, reward, terminated, info = task_step(self.config, params, state, action)
@@ -367,12 +343,6 @@ class CutGymnaxEnv(environment.Environment):
     def reset_env(self, key, params: CutTaskParams):
         state = task_reset(self.config, params, key)
         return observation(self.config, state), state
-
-    def is_truncated(self, state: CutTaskState, params: CutTaskParams) -> jax.Array:
-        return state.time >= params.max_steps_in_episode
-
-    def is_terminated(self, state: CutTaskState, params: CutTaskParams) -> jax.Array:
-        return jnp.zeros((), bool)
 
     def get_obs(self, state: CutTaskState, params=None, key=None):
         return observation(self.config, state)
@@ -526,12 +496,7 @@ class CutEnv(gymnasium.Env):
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         """Start an episode (module doc for the keys); ``options`` is unused."""
         super().reset(seed=seed)
-        if seed is not None:
-            self._base_seed, self._episode = _seed_int(seed), 0
-        elif self._base_seed is None:
-            self._base_seed, self._episode = int(self.np_random.integers(0, _SEED_MOD)), 0
-        else:
-            self._episode += 1
+        self._base_seed, self._episode = next_episode(self, seed)
         self._state, row = self._reset(episode_key(self._base_seed, self._episode))
         self._host, (metric, conv) = _unpack(self.config, np.asarray(row))
         info = _host_info(self._host, self.min_events)
@@ -722,21 +687,13 @@ class CutVectorEnv(VectorEnv):
         return host["obs"].copy(), reward.astype(np.float64), terminated, truncated, infos
 
     def _infos(self, host: dict, mask) -> dict:
-        mask = np.asarray(mask, bool)
         fields = {
             "thresholds": host["thresholds"], "metric": np.asarray(host["metric"], np.float64),
             "converged": np.asarray(host["converged"], bool), "n_events": np.asarray(host["n_events"], np.float64),
             "too_few_events": np.asarray(host["n_events"]) < self.min_events, "yields": host["yields"],
             "step": np.asarray(host["time"], np.int64),
         }
-        infos = {}
-        for key, arr in fields.items():
-            arr = np.asarray(arr)
-            if not mask.all():
-                arr = np.where(mask.reshape(mask.shape + (1,) * (arr.ndim - 1)), arr, np.zeros_like(arr))
-            infos[key] = np.array(arr)
-            infos["_" + key] = mask.copy()
-        return infos
+        return masked_infos(fields, mask)
 
     def __repr__(self) -> str:
         return f"CutVectorEnv(num_envs={self.num_envs}, {self.gymnax_env!r})"

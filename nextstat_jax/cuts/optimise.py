@@ -26,10 +26,9 @@ included) and the number of statistic evaluations, as a
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp

@@ -84,6 +84,32 @@ def _seed_int(seed) -> int:
     return s % _SEED_MOD
 
 
+def next_episode(env: gymnasium.Env, seed) -> tuple[int, int]:
+    """``(base_seed, episode)`` after ``env.reset(seed=seed)`` (gymnasium's
+    ``super().reset`` already called): a seed starts episode 0 of that seed;
+    no seed continues with the next episode, the first one drawn from
+    ``env.np_random``. Reads ``env._base_seed`` / ``env._episode``."""
+    if seed is not None:
+        return _seed_int(seed), 0
+    if env._base_seed is None:
+        return int(env.np_random.integers(0, _SEED_MOD)), 0
+    return env._base_seed, env._episode + 1
+
+
+def masked_infos(fields: dict, mask) -> dict:
+    """gymnasium vector ``infos``: each field (num_envs, ...) with its
+    ``"_" + key`` mask; entries outside ``mask`` zeroed."""
+    mask = np.asarray(mask, bool)
+    infos = {}
+    for key, arr in fields.items():
+        arr = np.asarray(arr)
+        if not mask.all():
+            arr = np.where(mask.reshape(mask.shape + (1,) * (arr.ndim - 1)), arr, np.zeros_like(arr))
+        infos[key] = np.array(arr)
+        infos["_" + key] = mask.copy()
+    return infos
+
+
 @x64
 def episode_key(seed: int, episode: int = 0) -> jax.Array:
     """The gymnax reset key of episode ``episode`` after ``reset(seed=seed)``
@@ -276,12 +302,7 @@ class HistFactoryEnv(gymnasium.Env):
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         """Start an episode (module doc for the keys); ``options`` is accepted and unused."""
         super().reset(seed=seed)
-        if seed is not None:
-            self._base_seed, self._episode = _seed_int(seed), 0
-        elif self._base_seed is None:
-            self._base_seed, self._episode = int(self.np_random.integers(0, _SEED_MOD)), 0
-        else:
-            self._episode += 1
+        self._base_seed, self._episode = next_episode(self, seed)
         self._state, row = self._reset_state(self._base_seed, self._episode)
         self._last, _ = _unpack(np.asarray(row), self.config.n_bins)
         return self._obs(), self._info()

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
-from gymnax.environments import environment, spaces
+from gymnax.environments import spaces
 
 from .._x64 import x64
 from ..workspace import Workspace
-from .core import (TaskConfig, TaskParams, TaskState, make_task, observation_bounds, task_reset,
+from .core import (TaskParams, TaskState, make_task, observation_bounds, task_reset,
                    task_step)
+from .gymnax_base import ConfiguredEnvironment
 
 __all__ = ["HistFactoryGymnaxEnv", "make_gymnax_env", "model_from"]
 
@@ -36,7 +36,7 @@ def model_from(workspace: Any):
     return workspace.model()
 
 
-class HistFactoryGymnaxEnv(environment.Environment):
+class HistFactoryGymnaxEnv(ConfiguredEnvironment):
     """Reshape one sample's yields to optimise a HistFactory statistic.
 
     Observation: the current yields (float64, ``n_bins``). Action: float
@@ -47,17 +47,6 @@ class HistFactoryGymnaxEnv(environment.Environment):
     :mod:`nextstat_jax.gym.core` for the dynamics and rewards.
     """
 
-    def __init__(self, config: TaskConfig, params: TaskParams):
-        super().__init__()
-        self.config = config
-        self._params = params
-
-    def __eq__(self, other) -> bool:
-        return type(other) is type(self) and other.config == self.config
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, self.config))
-
     def __repr__(self) -> str:
         c = self.config
         return (f"HistFactoryGymnaxEnv(channel={c.channel!r}, sample={c.sample!r}, n_bins={c.n_bins}, "
@@ -66,21 +55,6 @@ class HistFactoryGymnaxEnv(environment.Environment):
     @property
     def name(self) -> str:
         return "nextstat_jax/HistFactory-v0"
-
-    @property
-    def default_params(self) -> TaskParams:
-        return self._params
-
-    # gymnax's step/reset are jax.jit-ed; entering float64 *around* them makes
-    # the tracing and any batching of their jaxprs (vmap of jit) happen in
-    # float64 too, whatever the user's jax_enable_x64.
-    @x64
-    def step(self, key, state, action, params=None):
-        return environment.Environment.step(self, key, state, action, params)
-
-    @x64
-    def reset(self, key, params=None):
-        return environment.Environment.reset(self, key, params)
 
     @x64
     def step_env(self, key, state: TaskState, action, params: TaskParams):
@@ -91,12 +65,6 @@ class HistFactoryGymnaxEnv(environment.Environment):
     def reset_env(self, key, params: TaskParams):
         state = task_reset(self.config, params, key)
         return state.yields, state
-
-    def is_truncated(self, state: TaskState, params: TaskParams) -> jax.Array:
-        return state.time >= params.max_steps_in_episode
-
-    def is_terminated(self, state: TaskState, params: TaskParams) -> jax.Array:
-        return jnp.zeros((), bool)
 
     def get_obs(self, state: TaskState, params=None, key=None):
         return state.yields

@@ -64,6 +64,7 @@ from .gymnasium_env import (
     _named_metric,
     _seed_int,
     _spaces,
+    masked_infos,
     render_frame,
 )
 from .gymnax_env import HistFactoryGymnaxEnv, make_gymnax_env
@@ -284,17 +285,10 @@ class HistFactoryVectorEnv(VectorEnv):
 
     def _infos(self, host, mask) -> dict:
         y, m, c, t = host
-        mask = np.asarray(mask, bool)
         m = m.astype(np.float64)
         fields = {"yields": y.astype(np.float64), "metric": m, "converged": c.astype(bool), "step": t.astype(np.int64)}
         fields.update(_named_metric(self.reward_metric, m))
-        infos = {}
-        for key, arr in fields.items():
-            if not mask.all():
-                arr = np.where(mask.reshape(mask.shape + (1,) * (arr.ndim - 1)), arr, np.zeros_like(arr))
-            infos[key] = np.array(arr)
-            infos["_" + key] = mask.copy()
-        return infos
+        return masked_infos(fields, mask)
 
     def __repr__(self) -> str:
         return f"HistFactoryVectorEnv(num_envs={self.num_envs}, {self.gymnax_env!r})"
