@@ -165,9 +165,12 @@ def _make(env, env_params, config: PPOConfig):
     def norm_obs(stats, obs):
         return normalize(stats, _features(obs, config)) if config.normalize_obs else _features(obs, config)
 
-    def init(key) -> _Train:
-        k_net, k_env, key = jax.random.split(key, 3)
-        params = net.init(k_net, jnp.zeros(obs_shape, jnp.float32))
+    def init_network(key):
+        """Network parameters of the seed ``key`` (the first of its three subkeys)."""
+        return net.init(jax.random.split(key, 3)[0], jnp.zeros(obs_shape, jnp.float32))
+
+    def init(key, params) -> _Train:
+        _, k_env, key = jax.random.split(key, 3)
         obs, env_state = reset_envs(jax.random.split(k_env, config.num_envs), env_params)
         zeros = jnp.zeros((config.num_envs,), jnp.float32)
         return _Train(params, tx.init(params), init_stats(obs_shape), init_stats(()), env_state, obs,
@@ -262,7 +265,7 @@ def _make(env, env_params, config: PPOConfig):
         metrics = {k: v.astype(jnp.float32) for k, v in metrics.items()}
         return s, metrics
 
-    return net, init, update
+    return net, init_network, init, update
 
 
 class TrainOutput(NamedTuple):
@@ -315,16 +318,23 @@ def train_ppo(env, params, config: PPOConfig = PPOConfig(), key=None) -> TrainOu
     key = jax.random.key(0) if key is None else key
     if config.start_noise is not None and hasattr(params, "init_noise"):
         params = dataclasses.replace(params, init_noise=jnp.asarray(config.start_noise, params.init_noise.dtype))
-    net, init, update = _make(env, params, config)
+    net, init_network, init, update = _make(env, params, config)
     n_seeds = config.num_seeds
     keys = jax.random.split(key, n_seeds)
 
     def chunk(state, n):
         return jax.lax.scan(update, state, None, length=n)
 
+    # Network parameters seed by seed, each finished before the next starts:
+    # orthogonal initialisation is a QR, and jaxlib's batched CPU QR kernels
+    # split their batch over the same thread pool that runs them, so two at
+    # once (a vmapped init next to other work) can deadlock a 2-core machine.
+    init_net = jax.jit(init_network)
+    nets = [jax.block_until_ready(init_net(k)) for k in keys]
+    nets = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *nets)
     init_b = jax.jit(jax.vmap(init))
     chunk_b = jax.jit(jax.vmap(chunk, in_axes=(0, None)), static_argnums=1)
-    state = init_b(keys)
+    state = init_b(keys, nets)
     total = config.num_updates
     history = []
     bar = _Progress(total, config) if _show(config) else None
