@@ -100,11 +100,8 @@ def _staged(cond, body, leaves, tree, n_ctx: int, mask: tuple):
     st_leaves = [x if m else jnp.broadcast_to(x[None], (n,) + x.shape) for x, m in zip(st_leaves, mask[n_ctx:])]
     ctx_mask = mask[:n_ctx]
     ctx_tree, st_tree = tree.children()
-
-    def unflatten(cl, sl):
-        return jax.tree_util.tree_unflatten(ctx_tree, cl), jax.tree_util.tree_unflatten(st_tree, sl)
-
-    ctx, state = unflatten(ctx_leaves, st_leaves)
+    ctx = jax.tree_util.tree_unflatten(ctx_tree, ctx_leaves)
+    state = jax.tree_util.tree_unflatten(st_tree, st_leaves)
     ctx_axes = jax.tree_util.tree_unflatten(ctx_tree, [0 if m else None for m in ctx_mask])
     if n < SHRINK * MIN_STAGE:
         single = lambda c, s: lax.while_loop(cond, lambda t: body(c, t), s)

@@ -86,14 +86,10 @@ class _State(NamedTuple):
 
 
 def _entries(Y, flat: np.ndarray):
-    """Entries of ``Y`` (P, n) at static ``flat`` indices into Y padded with a
-    zero row and column (``structure.py``: entry (i, j) at ``i*(n+1) + j``;
-    row P or column n reads 0), gathered from Y itself: the padded copy
-    would cost a pass over Y."""
-    P, n = Y.shape
-    i, j = np.divmod(np.asarray(flat, np.int64), n + 1)
-    valid = (i < P) & (j < n)
-    vals = gather(Y.reshape(-1), np.where(valid, i * n + j, 0).astype(np.int32))
+    """Entries of ``Y`` (P, n) at static indices into ``Y.reshape(-1)``
+    (``structure.py``), 0 where the index is -1."""
+    valid = flat >= 0
+    vals = gather(Y.reshape(-1), np.where(valid, flat, 0).astype(np.int32))
     return vals if valid.all() else jnp.where(valid, vals, 0.0)
 
 

@@ -6,7 +6,8 @@ is *local* to that channel; the others (the POI, lumi, systematics shared by
 channels) are *global*.  Locals that share no bin, even indirectly, never meet
 in the Hessian: grouped by these connected components (packed into blocks of
 the largest component's size) the Hessian is block-arrow: a block per group,
-a small global block, and the coupling between them.  This module computes, once per layout (static, cached):
+a small global block, and the coupling between them.  This module computes,
+once per layout (static, cached):
 
 * the seed matrix ``V`` (P, n_seeds) for compressed Hessian-vector products:
   one unit seed per global parameter and one seed per colour of a distance-2
@@ -43,11 +44,13 @@ class HessianStructure:
     dense_row: np.ndarray  # (P, P) row of Y for H[i, j]
     dense_col: np.ndarray  # (P, P) column of Y for H[i, j], -1 = structural zero
 
-    # flat indices into Y padded with a zero row and column, then flattened
-    # (entry (i, j) at i * (n_seeds + 1) + j): see solver._entries
+    # indices into Y.reshape(-1) (entry (i, j) at i * n_seeds + j), -1 where
+    # the entry is a structural zero (column -1) or padding (row P): see
+    # solver._entries
     def _flat(self, rows, cols):
-        cols = np.where(cols < 0, self.n_seeds, cols)
-        return (rows * (self.n_seeds + 1) + cols).astype(np.int32)
+        rows, cols = np.broadcast_arrays(rows, cols)
+        valid = (rows < self.n_params) & (cols >= 0)
+        return np.where(valid, rows * self.n_seeds + cols, -1).astype(np.int32)
 
     @functools.cached_property
     def flat_a(self) -> np.ndarray:  # (C, m, m)
