@@ -24,7 +24,6 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
-import nextstat  # noqa: E402
 import pyhf  # noqa: E402
 
 import nextstat_jax as nsj  # noqa: E402
@@ -62,6 +61,7 @@ def main(argv=None):
     ap.add_argument("--toys", type=int, default=2000)
     ap.add_argument("--pyhf-subset", type=int, default=16)
     args = ap.parse_args(argv)
+    import nextstat  # the [bench] extra; imported here so that --help works without it
     pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer())
     lat_rows, thr_rows = [], []
     for name, make, ch, smp in MODELS:

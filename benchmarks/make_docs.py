@@ -78,7 +78,10 @@ run unchanged (no GPU was lent to this project's sessions so far).
 """
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    import argparse
+
+    argparse.ArgumentParser(description="Assemble docs/benchmarks.md from benchmarks/results/*.md").parse_args(argv)
     parts = []
     for name in ORDER:
         path = RESULTS / f"{name}.md"

@@ -223,7 +223,7 @@ def _implicit_jvp(primals, tangents):
     rhs = jnp.where(free, dgrad + H @ tz, 0.0)
     eye = jnp.eye(theta.shape[0], dtype=theta.dtype)
     Hf = jnp.where(free[:, None] & free[None, :], H, eye)
-    dtheta = -jnp.linalg.solve(Hf, rhs)
+    dtheta = -linalg.solve(linalg.factor(Hf), rhs)  # H_FF is positive definite at a minimum
     return theta, jnp.where(pinned, tz, dtheta)
 
 

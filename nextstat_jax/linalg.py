@@ -11,13 +11,26 @@ replaced by ``max(|pivot|, delta)``, so the factored matrix is always positive
 definite and the step a descent direction (it equals H whenever H is
 comfortably positive definite).  Blocks up to ``UNROLL_MAX`` are factored with
 unrolled, batch-vectorised code (LAPACK calls per tiny matrix are slow on CPU);
-larger ones use LAPACK, with an eigendecomposition when needed.
+larger ones by a ``fori_loop`` over columns (one matrix-vector product per
+column, vectorised over any batch) where they are safely positive definite,
+and from an eigendecomposition with the negative curvature reflected where
+not (``V max(|w|, delta) V^T``: a proper Newton-like step out of a saddle-like
+region, which the pivot rule does not guarantee).
+
+LAPACK never sees a batch: under ``vmap`` jaxlib's batched CPU kernels (potrf,
+syevd, getrf, trsm) split their batch over the thread pool that runs them,
+and two such kernels running at once on a 2-core machine each wait for
+sub-tasks queued behind the other: a deadlock (seen with 2048 fits of a
+12-parameter one-channel model). So triangular solves are loops too, and the
+rare eigendecompositions run one matrix at a time (a ``custom_vmap`` rule
+folds every vmapped axis into one flat batch first).
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
+from jax import lax
+from jax.custom_batching import custom_vmap
 
 __all__ = ["factor", "solve", "block_arrow_solve", "UNROLL_MAX"]
 
@@ -49,19 +62,58 @@ def _factor_unrolled(A):
     return jnp.stack(rows, axis=-2)
 
 
-def _factor_lapack(A):
-    """Cholesky when positive definite; otherwise of V max(|w|, delta) V^T from
-    the eigendecomposition (negative curvature reflected, as the unrolled
-    modified Cholesky does per pivot: a proper Newton-like step, not the crawl
-    of a large diagonal shift)."""
-    L1 = jnp.linalg.cholesky(A)
-    ok = jnp.all(jnp.isfinite(L1), axis=(-2, -1), keepdims=True)
-    w, V = jnp.linalg.eigh(A)
-    wmax = jnp.max(jnp.abs(w), axis=-1, keepdims=True)
-    w = jnp.maximum(jnp.abs(w), jnp.maximum(_REL_PIVOT * wmax, 1e-300))
-    M = (V * w[..., None, :]) @ jnp.swapaxes(V, -1, -2)
-    L2 = jnp.linalg.cholesky(0.5 * (M + jnp.swapaxes(M, -1, -2)))
-    return jnp.where(ok, L1, L2)
+def _cholesky_loop(X):
+    """Left-looking Cholesky of X (N, m, m), one column per loop step, vectorised
+    over N; pivots that are not safely positive are modified as in
+    ``_factor_unrolled``. Returns (L, ok (N,): no pivot was modified)."""
+    m = X.shape[-1]
+    idx = jnp.arange(m)
+
+    def column(j, carry):
+        L, ok = carry
+        row = L[:, j, :]  # entries k < j are set, the rest are 0
+        ajj = X[:, j, j]
+        s = ajj - jnp.sum(row * row, axis=-1)
+        ljj = jnp.sqrt(_pivot(s, ajj))
+        col = (X[:, :, j] - jnp.einsum("nik,nk->ni", L, row)) / ljj[:, None]
+        col = jnp.where(idx > j, col, jnp.where(idx == j, ljj[:, None], 0.0))
+        return L.at[:, :, j].set(col), ok & (s > _REL_PIVOT * jnp.abs(ajj))
+
+    return lax.fori_loop(0, m, column, (jnp.zeros_like(X), jnp.ones(X.shape[:1], bool)))
+
+
+def _factor_eigen(a):
+    """Factor of ``V max(|w|, delta) V^T`` for one indefinite (m, m) matrix:
+    negative curvature reflected, so the Newton step descends along it (from
+    a saddle-like start the pivot rule can lead to a worse stationary point)."""
+    w, V = jnp.linalg.eigh(a)
+    w = jnp.maximum(jnp.abs(w), jnp.maximum(_REL_PIVOT * jnp.max(jnp.abs(w)), 1e-300))
+    M = (V * w[None, :]) @ V.T
+    return jnp.linalg.cholesky(0.5 * (M + M.T))
+
+
+@custom_vmap
+def _factor_large(A):
+    """Cholesky where safely positive definite, else the eigenvalue-reflected
+    factor, for A (..., m, m). The eigendecomposition runs one matrix at a time
+    and only for the matrices that need it (rare: a few iterates of a few fits),
+    so LAPACK never sees a batch (module doc)."""
+    m = A.shape[-1]
+    X = A.reshape((-1, m, m))
+    L, ok = _cholesky_loop(X)
+    bad = jnp.nonzero(~ok, size=X.shape[0], fill_value=0)[0]
+    fix = lambda i, L: L.at[bad[i]].set(_factor_eigen(X[bad[i]]))
+    L = lax.fori_loop(0, jnp.sum(~ok), fix, L)
+    return L.reshape(A.shape)
+
+
+@_factor_large.def_vmap
+def _factor_large_vmap(axis_size, in_batched, A):
+    # the vmapped axis becomes one more leading axis of the same computation
+    (batched,) = in_batched
+    if not batched:
+        A = jnp.broadcast_to(A[None], (axis_size,) + A.shape)
+    return _factor_large(A), True
 
 
 def factor(A):
@@ -69,7 +121,7 @@ def factor(A):
     the symmetric ``A`` (..., m, m)."""
     if A.shape[-1] <= UNROLL_MAX:
         return _factor_unrolled(A)
-    return _factor_lapack(A)
+    return _factor_large(A)
 
 
 def _solve_unrolled(L, b):
@@ -89,6 +141,24 @@ def _solve_unrolled(L, b):
     return jnp.stack(x, axis=-2)
 
 
+def _solve_loop(L, B):
+    """Forward then back substitution, one row per loop step; B (..., m, r)."""
+    m = L.shape[-1]
+
+    def forward(i, Y):
+        v = B[..., i, :] - jnp.einsum("...k,...kr->...r", L[..., i, :], Y)
+        return Y.at[..., i, :].set(v / L[..., i, i, None])
+
+    Y = lax.fori_loop(0, m, forward, jnp.zeros_like(B))
+
+    def back(k, X):
+        i = m - 1 - k
+        v = Y[..., i, :] - jnp.einsum("...k,...kr->...r", L[..., :, i], X)
+        return X.at[..., i, :].set(v / L[..., i, i, None])
+
+    return lax.fori_loop(0, m, back, jnp.zeros_like(B))
+
+
 def solve(L, b):
     """Solve ``(L L^T) x = b`` for b (..., m) or (..., m, r)."""
     vec = b.ndim == L.ndim - 1
@@ -96,8 +166,7 @@ def solve(L, b):
     if L.shape[-1] <= UNROLL_MAX:
         X = _solve_unrolled(L, B)
     else:
-        Y = solve_triangular(L, B, lower=True)
-        X = solve_triangular(jnp.swapaxes(L, -1, -2), Y, lower=False)
+        X = _solve_loop(L, B)
     return X[..., 0] if vec else X
 
 

@@ -129,6 +129,71 @@ def _take(values, index, fill):
     return jnp.where(index >= 0, values[np.maximum(index, 0)], fill)
 
 
+class _FactorSplit(NamedTuple):
+    """``Layout.mult_idx`` split by where a factor varies (indices into
+    ``f_ext``; padding points at its constant 1).
+
+    shared (Kc, S, C): factors common to every bin of a (sample, channel)
+    (normfactor, lumi, normsys), multiplied once per channel rather than once
+    per bin; spread (S, B): index of each (sample, bin)'s channel product in
+    the flattened (S, C) array; per_bin (Kb, S, B): the rest (staterror,
+    shapesys, shapefactor). Realistic models carry tens of normsys per sample:
+    per bin they would make the rates, and their derivatives, tens of times
+    larger."""
+
+    shared: np.ndarray
+    spread: np.ndarray
+    per_bin: np.ndarray
+
+
+@functools.lru_cache(maxsize=256)
+def _factor_split(layout: Layout) -> _FactorSplit:
+    idx = layout.mult_idx
+    _, S, B = idx.shape
+    one = layout.n_params + layout.ns_par.shape[0]
+    C = len(layout.channel_nbins)
+    bounds = np.cumsum((0,) + tuple(layout.channel_nbins))
+    shared = [[[] for _ in range(C)] for _ in range(S)]
+    rest = [[[] for _ in range(B)] for _ in range(S)]
+    for s in range(S):
+        for c in range(C):
+            lists = [[int(i) for i in idx[:, s, b] if i != one] for b in range(bounds[c], bounds[c + 1])]
+            common = list(lists[0])  # multiset intersection over the channel's bins
+            for lst in lists[1:]:
+                left, kept = list(lst), []
+                for i in common:
+                    if i in left:
+                        left.remove(i)
+                        kept.append(i)
+                common = kept
+            shared[s][c] = common
+            for b, lst in zip(range(bounds[c], bounds[c + 1]), lists):
+                for i in common:
+                    lst.remove(i)
+                rest[s][b] = lst
+
+    def padded(rows, width, shape):
+        out = np.full((width,) + shape, one, np.int32)
+        for pos in np.ndindex(*shape):
+            entries = rows[pos[0]][pos[1]]
+            out[(slice(0, len(entries)),) + pos] = entries
+        return out
+
+    kc = max(len(x) for row in shared for x in row)
+    kb = max(len(x) for row in rest for x in row)
+    channel_of_bin = np.repeat(np.arange(C), layout.channel_nbins)
+    spread = (np.arange(S)[:, None] * C + channel_of_bin[None, :]).astype(np.int32)
+    return _FactorSplit(padded(shared, kc, (S, C)), spread, padded(rest, kb, (S, B)))
+
+
+def _product(picked):
+    """Product over the leading axis, unrolled (cheaper derivatives than prod)."""
+    out = picked[0]
+    for k in range(1, picked.shape[0]):
+        out = out * picked[k]
+    return out
+
+
 class Prepared(NamedTuple):
     """Quantities derived from the model's numbers but not from the parameters,
     computed once per fit (not per step).
@@ -338,10 +403,14 @@ class Model:
         terms = interp.normsys_terms(self.ns_hi, self.ns_lo) if prep is None else prep.normsys
         g = interp.normsys_from_terms(lay.normsys_code, alpha_ns, terms)
         f_ext = jnp.concatenate([pars, g, jnp.ones((1,), pars.dtype)])
-        picked = gather(f_ext, lay.mult_idx)  # (K, S, B)
-        factors = picked[0]
-        for k in range(1, picked.shape[0]):  # unrolled: cheaper derivatives than prod
-            factors = factors * picked[k]
+        split = _factor_split(lay)
+        factors = None
+        if split.shared.shape[0]:  # per (sample, channel), then spread over its bins
+            per_channel = _product(gather(f_ext, split.shared))
+            factors = gather(per_channel.reshape(-1), split.spread)
+        if split.per_bin.shape[0]:
+            per_bin = _product(gather(f_ext, split.per_bin))
+            factors = per_bin if factors is None else factors * per_bin
         base = self.nominal
         if lay.hs_par.shape[0]:
             nom = self.nominal[lay.hs_sample, lay.hs_bin]
@@ -349,7 +418,7 @@ class Model:
                 lay.histosys_code, gather(pars, lay.hs_par), self.hs_hi - nom, nom - self.hs_lo
             )
             base = base + scatter_add(base.shape, (lay.hs_sample, lay.hs_bin), delta)
-        return base * factors
+        return base if factors is None else base * factors
 
     @public
     def expected_by_sample(self, pars) -> jax.Array:

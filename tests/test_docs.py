@@ -35,3 +35,38 @@ def test_api_reference_is_current():
     out = subprocess.run([sys.executable, str(ROOT / "docs" / "gen_api.py"), "--check"], capture_output=True,
                          text=True)
     assert out.returncode == 0, out.stderr
+
+
+BASH = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
+SCRIPT = re.compile(r"python3? ((?:examples|benchmarks)/\S+\.py)(.*)")
+
+
+def _script_commands():
+    """(script, options) for every example/benchmark script a bash block runs."""
+    out = []
+    for path in DOCS + sorted((ROOT / "docs" / "examples").glob("*.md")):
+        for block in BASH.findall(path.read_text()):
+            for line in block.splitlines():
+                for part in line.split("#")[0].split("&&"):
+                    m = SCRIPT.search(part.strip())
+                    if m:
+                        out.append((m.group(1), tuple(re.findall(r"(--[\w-]+)", m.group(2)))))
+    return sorted(set(out))
+
+
+def test_documented_script_commands_exist_and_take_their_options():
+    """Every script a docs bash block runs exists and its ``--help`` lists
+    each option the block passes (the runs themselves: tests/test_examples.py,
+    with small budgets)."""
+    commands = _script_commands()
+    assert len(commands) >= 8, commands
+    helps = {}
+    for script, options in commands:
+        assert (ROOT / script).is_file(), script
+        if script not in helps:
+            out = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True,
+                                 cwd=ROOT / script.split("/")[0])
+            assert out.returncode == 0, f"{script} --help: {out.stderr[-2000:]}"
+            helps[script] = out.stdout
+        missing = [o for o in options if o not in helps[script]]
+        assert not missing, f"{script}: options {missing} not in its --help"
