@@ -133,16 +133,19 @@ class _FactorSplit(NamedTuple):
     """``Layout.mult_idx`` split by where a factor varies (indices into
     ``f_ext``; padding points at its constant 1).
 
-    shared (Kc, S, C): factors common to every bin of a (sample, channel)
-    (normfactor, lumi, normsys), multiplied once per channel rather than once
-    per bin; spread (S, B): index of each (sample, bin)'s channel product in
-    the flattened (S, C) array; per_bin (Kb, S, B): the rest (staterror,
+    shared (Kc, S, C): normsys factors common to every bin of a (sample,
+    channel), multiplied once per channel rather than once per bin; spread:
+    ``(first channel, channels, bins each)`` runs of consecutive channels with
+    equal bin counts, and spread_index (S, B): the (S, C) entry each (sample,
+    bin) takes (``_spread``);
+    per_bin (Kb, S, B): the parameters' factors (normfactor, lumi, staterror,
     shapesys, shapefactor). Realistic models carry tens of normsys per sample:
     per bin they would make the rates, and their derivatives, tens of times
     larger."""
 
     shared: np.ndarray
-    spread: np.ndarray
+    spread: tuple
+    spread_index: np.ndarray
     per_bin: np.ndarray
 
 
@@ -158,7 +161,9 @@ def _factor_split(layout: Layout) -> _FactorSplit:
     for s in range(S):
         for c in range(C):
             lists = [[int(i) for i in idx[:, s, b] if i != one] for b in range(bounds[c], bounds[c + 1])]
-            common = list(lists[0])  # multiset intersection over the channel's bins
+            # normsys factors common to all bins (a parameter factor costs no more per bin than
+            # per channel, and XLA fuses a plain per-bin gather better than a spread product)
+            common = [i for i in lists[0] if i >= layout.n_params]  # multiset intersection over the bins
             for lst in lists[1:]:
                 left, kept = list(lst), []
                 for i in common:
@@ -181,9 +186,32 @@ def _factor_split(layout: Layout) -> _FactorSplit:
 
     kc = max(len(x) for row in shared for x in row)
     kb = max(len(x) for row in rest for x in row)
+    spread = []
+    for c, n in enumerate(layout.channel_nbins):
+        if spread and spread[-1][2] == n:
+            spread[-1] = (spread[-1][0], spread[-1][1] + 1, n)
+        else:
+            spread.append((c, 1, int(n)))
     channel_of_bin = np.repeat(np.arange(C), layout.channel_nbins)
-    spread = (np.arange(S)[:, None] * C + channel_of_bin[None, :]).astype(np.int32)
-    return _FactorSplit(padded(shared, kc, (S, C)), spread, padded(rest, kb, (S, B)))
+    index = (np.arange(S)[:, None] * C + channel_of_bin[None, :]).astype(np.int32)
+    return _FactorSplit(shared=padded(shared, kc, (S, C)), spread=tuple(spread), spread_index=index,
+                        per_bin=padded(rest, kb, (S, B)))
+
+
+def _spread(per_channel, split: _FactorSplit):
+    """(S, C) per-channel values -> (S, B), each repeated over its channel's
+    bins: a one-hot matmul or slices when ``gather`` makes one (XLA fuses those
+    best with the sum over samples), else broadcasts channel run by channel run."""
+    flat = per_channel.reshape(-1)
+    if flat.size * split.spread_index.size <= _ONEHOT_MAX or _index_runs(split.spread_index):
+        return gather(flat, split.spread_index)
+    runs, S = split.spread, per_channel.shape[0]
+    pieces = [jnp.broadcast_to(per_channel[:, c:c + k, None], (S, k, n)).reshape(S, k * n) for c, k, n in runs]
+    return pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces, axis=1)
+
+
+#: normsys factors on one (sample, bin) from which multiplying them per channel pays
+_SPLIT_MIN = 2
 
 
 def _product(picked):
@@ -404,10 +432,13 @@ class Model:
         g = interp.normsys_from_terms(lay.normsys_code, alpha_ns, terms)
         f_ext = jnp.concatenate([pars, g, jnp.ones((1,), pars.dtype)])
         split = _factor_split(lay)
+        if split.shared.shape[0] < _SPLIT_MIN:  # few normsys: the plain per-bin table is cheaper
+            split = _FactorSplit(np.zeros((0,) + split.shared.shape[1:], np.int32), split.spread,
+                                 split.spread_index, lay.mult_idx)
         factors = None
         if split.shared.shape[0]:  # per (sample, channel), then spread over its bins
             per_channel = _product(gather(f_ext, split.shared))
-            factors = gather(per_channel.reshape(-1), split.spread)
+            factors = _spread(per_channel, split)
         if split.per_bin.shape[0]:
             per_bin = _product(gather(f_ext, split.per_bin))
             factors = per_bin if factors is None else factors * per_bin
