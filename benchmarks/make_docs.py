@@ -48,12 +48,12 @@ CPU above (rerunning the scripts rewrites the tables, not this paragraph):
 
 | target | measured | status |
 |---|---|---|
-| q0 throughput, seed model, >= 30x NextStat | 8.3x (311k/s; NextStat ran 37.5k/s in this run, 28.7k/s on 2026-11-25) | not met |
-| q0 throughput, 201-parameter model, >= 25x NextStat | 14.6x (10.9k/s, was 6.0k/s; NextStat 746/s in this run, 516/s before) | not met |
+| q0 throughput, seed model, >= 30x NextStat | 8.9x (323k/s; NextStat ran 36.4k/s in this run, 28.7k/s on 2026-11-25) | not met |
+| q0 throughput, 201-parameter model, >= 25x NextStat | 15.3x (11.9k/s; NextStat 780/s in this run) | not met |
 | q0 + gradient costs no more than q0 | equal within noise | met |
-| toys/s >= 10x NextStat (which uses every core) | 1.4x seed, 6.2x 201 par | not met |
-| batched gymnax env >= 50x NextStat's single env | 15.6x | not met |
-| single-call latency stated honestly | NextStat ~11x faster on the seed fit and ~4x on the seed hypotest; we are ~2x (fit) and ~6x (hypotest) faster on 201 parameters | stated |
+| toys/s >= 10x NextStat (which uses every core) | 1.3x seed, 6.1x 201 par | not met |
+| batched gymnax env >= 50x NextStat's single env | 13.6x (436k steps/s; NextStat 32.1k in this run, 26.6k before) | not met |
+| single-call latency stated honestly | NextStat ~9x faster on the seed fit and ~5x on the seed hypotest; we are ~2x (fit) and ~5x (hypotest) faster on 201 parameters | stated |
 
 On two CPU cores a batch of fits is bounded by arithmetic, not dispatch: each
 q0 is two converged Newton fits (3-6 iterations, each an exact structured
@@ -66,6 +66,13 @@ remaining factor would have to come from cheaper derivatives (the exact
 forward-over-reverse Hessian is ~4x a value evaluation; a hand-built J^T W J
 plus rate curvature would be cheaper) or from a GPU, where the same programs
 run unchanged (no GPU was lent to this project's sessions so far).
+
+Models with many normsys per sample (not in these tables; realistic ones carry
+tens) got faster on 2026-12-06 (second session): their normsys factors are now
+multiplied once per channel instead of once per bin. One channel of 6 bins with
+a signal normfactor and 11 background normsys: q0 for 4096 yield vectors
+2.98 s -> 0.33 s (compile 27.5 -> ~13 s); the same batch had deadlocked on 2
+cores above ~2048 elements before (batched LAPACK, fixed: docs/design.md).
 
 * Single small fits are latency-bound: NextStat's Rust fit of the 2-parameter
   seed model is faster than one dispatch of a jitted JAX program from Python.
