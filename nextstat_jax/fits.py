@@ -199,6 +199,13 @@ def _pinned(theta, prob: _Problem):
     return pinned, z
 
 
+def _factor_free(H, free):
+    """Factor of ``H`` on the ``free`` parameters (P,) bool, the identity on
+    the others (so solves leave them at 0)."""
+    Hf = jnp.where(free[:, None] & free[None, :], H, jnp.eye(H.shape[0], dtype=H.dtype))
+    return linalg.factor(Hf)
+
+
 @jax.custom_jvp
 def _implicit(theta_hat, prob: _Problem):
     """Identity on ``theta_hat`` whose derivative is the implicit-function one."""
@@ -221,9 +228,7 @@ def _implicit_jvp(primals, tangents):
     H = hessian(theta, model, data, model.prepare())
     free = ~pinned
     rhs = jnp.where(free, dgrad + H @ tz, 0.0)
-    eye = jnp.eye(theta.shape[0], dtype=theta.dtype)
-    Hf = jnp.where(free[:, None] & free[None, :], H, eye)
-    dtheta = -linalg.solve(linalg.factor(Hf), rhs)  # H_FF is positive definite at a minimum
+    dtheta = -linalg.solve(_factor_free(H, free), rhs)  # H_FF is positive definite at a minimum
     return theta, jnp.where(pinned, tz, dtheta)
 
 
@@ -243,11 +248,8 @@ def _covariance(theta, prob: _Problem):
     model = prob.model
     H = hessian(theta, model, prob.data, model.prepare())
     free = ~prob.fixed
-    n = theta.shape[0]
-    both = free[:, None] & free[None, :]
-    Hf = jnp.where(both, H, jnp.eye(n, dtype=H.dtype))
-    cov = linalg.solve(linalg.factor(Hf), jnp.eye(n, dtype=H.dtype))
-    return jnp.where(both, 0.5 * (cov + cov.T), 0.0)
+    cov = linalg.solve(_factor_free(H, free), jnp.eye(theta.shape[0], dtype=H.dtype))
+    return jnp.where(free[:, None] & free[None, :], 0.5 * (cov + cov.T), 0.0)
 
 
 def _fit_problem(prob: _Problem, options: SolverOptions, with_covariance: bool) -> FitResult:

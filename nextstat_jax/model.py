@@ -214,6 +214,16 @@ def _spread(per_channel, split: _FactorSplit):
 _SPLIT_MIN = 2
 
 
+@functools.lru_cache(maxsize=256)
+def _rate_factors(layout: Layout) -> _FactorSplit:
+    """The split the rates use: ``_factor_split``, or with fewer than
+    ``_SPLIT_MIN`` shared normsys the plain per-bin table (cheaper then)."""
+    split = _factor_split(layout)
+    if split.shared.shape[0] >= _SPLIT_MIN:
+        return split
+    return split._replace(shared=np.zeros((0,) + split.shared.shape[1:], np.int32), per_bin=layout.mult_idx)
+
+
 def _product(picked):
     """Product over the leading axis, unrolled (cheaper derivatives than prod)."""
     out = picked[0]
@@ -431,10 +441,7 @@ class Model:
         terms = interp.normsys_terms(self.ns_hi, self.ns_lo) if prep is None else prep.normsys
         g = interp.normsys_from_terms(lay.normsys_code, alpha_ns, terms)
         f_ext = jnp.concatenate([pars, g, jnp.ones((1,), pars.dtype)])
-        split = _factor_split(lay)
-        if split.shared.shape[0] < _SPLIT_MIN:  # few normsys: the plain per-bin table is cheaper
-            split = _FactorSplit(np.zeros((0,) + split.shared.shape[1:], np.int32), split.spread,
-                                 split.spread_index, lay.mult_idx)
+        split = _rate_factors(lay)
         factors = None
         if split.shared.shape[0]:  # per (sample, channel), then spread over its bins
             per_channel = _product(gather(f_ext, split.shared))
