@@ -15,8 +15,8 @@ as in the plain loop, so results are too; only the cost changes, to roughly
 the sum of the iterations each element needs.
 
 Nested vmaps (a batch of fits inside a batch of models) are flattened into
-one batch by a ``jax.custom_batching.custom_vmap`` rule, so compaction sees
-the whole batch; leaves that no vmap batches stay shared.  Batches smaller
+one batch (``flat_batch.flat_call``), so compaction sees the whole batch;
+leaves that no vmap batches stay shared.  Batches smaller
 than ``SHRINK * MIN_STAGE`` run as the plain vmapped loop.  No derivatives
 flow through the loop (callers stop gradients on its inputs).
 """
@@ -28,7 +28,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.custom_batching import custom_vmap
+
+from .flat_batch import batch_size, flat_call
 
 __all__ = ["element_while", "SHRINK", "MIN_STAGE"]
 
@@ -53,49 +54,19 @@ def element_while(cond: Callable, body: Callable, ctx: Any, state: Any) -> Any:
     """
     leaves, tree = jax.tree_util.tree_flatten((ctx, state))
     n_ctx = len(jax.tree_util.tree_leaves(ctx))
-    return _loop(cond, body, tree, n_ctx, (False,) * len(leaves))(*leaves)
 
-
-def _batch_size(leaves, mask):
-    return next(x.shape[0] for x, m in zip(leaves, mask) if m)
-
-
-def _loop(cond, body, tree, n_ctx: int, mask: tuple):
-    """The loop on leaves whose ``mask`` entries carry one flat batch axis."""
-
-    @custom_vmap
-    def run(*leaves):
-        ctx, state = jax.tree_util.tree_unflatten(tree, leaves)
+    def impl(tree, leaves, mask):
         if not any(mask):
+            ctx, state = jax.tree_util.tree_unflatten(tree, leaves)
             return lax.while_loop(cond, lambda s: body(ctx, s), state)
         return _staged(cond, body, leaves, tree, n_ctx, mask)
 
-    @run.def_vmap
-    def rule(axis_size, in_batched, *leaves):
-        prev = any(mask)
-        # the flat batch axis so far: axis 1 of leaves that this vmap batches too
-        n = next(x.shape[1 if b else 0] for x, m, b in zip(leaves, mask, in_batched) if m) if prev else 1
-        flat = []
-        for x, m, b in zip(leaves, mask, in_batched):
-            if m and b:
-                x = x.reshape((axis_size * n,) + x.shape[2:])
-            elif m:
-                x = jnp.broadcast_to(x[None], (axis_size,) + x.shape).reshape((axis_size * n,) + x.shape[1:])
-            elif b and prev:
-                x = jnp.repeat(x, n, axis=0)
-            flat.append(x)
-        new_mask = tuple(m or b for m, b in zip(mask, in_batched))
-        out = _loop(cond, body, tree, n_ctx, new_mask)(*flat)
-        if prev:
-            out = jax.tree_util.tree_map(lambda y: y.reshape((axis_size, n) + y.shape[1:]), out)
-        return out, jax.tree_util.tree_map(lambda _: True, out)
-
-    return run
+    return flat_call(impl, tree, leaves)
 
 
 def _staged(cond, body, leaves, tree, n_ctx: int, mask: tuple):
     """The batched loop over a flat batch (leaves with ``mask`` carry it)."""
-    n = _batch_size(leaves, mask)
+    n = batch_size(leaves, mask)
     ctx_leaves, st_leaves = leaves[:n_ctx], leaves[n_ctx:]
     st_leaves = [x if m else jnp.broadcast_to(x[None], (n,) + x.shape) for x, m in zip(st_leaves, mask[n_ctx:])]
     ctx_mask = mask[:n_ctx]
