@@ -43,17 +43,19 @@ line.
 {sections}
 ## Reading the numbers
 
-Status against the issues' targets, from the run of 2026-12-06 on the 2-core
-CPU above (rerunning the scripts rewrites the tables, not this paragraph):
+Status against the issues' targets, from the runs of 2026-12-06 on the 2-core
+CPU above (inference tables from the third session that day, environment and
+logpdf tables from the second; rerunning the scripts rewrites the tables, not
+this paragraph):
 
 | target | measured | status |
 |---|---|---|
-| q0 throughput, seed model, >= 30x NextStat | 8.9x (323k/s; NextStat ran 36.4k/s in this run, 28.7k/s on 2026-11-25) | not met |
-| q0 throughput, 201-parameter model, >= 25x NextStat | 15.3x (11.9k/s; NextStat 780/s in this run) | not met |
-| q0 + gradient costs no more than q0 | equal within noise | met |
-| toys/s >= 10x NextStat (which uses every core) | 1.3x seed, 6.1x 201 par | not met |
+| q0 throughput, seed model, >= 30x NextStat | 7.8x (272k/s; NextStat ran 34.8k/s in this run; 8.9x and 323k/s in the previous run, the seed row moves by ~15% between runs) | not met |
+| q0 throughput, 201-parameter model, >= 25x NextStat | 24x (16.5k/s; NextStat 689/s in this run) | not met (4% short) |
+| q0 + gradient costs no more than q0 | seed: no dearer; 201 par: 12% dearer (14.7k/s) | seed met, 201 par not |
+| toys/s >= 10x NextStat (which uses every core) | 1.4x seed, 6.5x 201 par | not met |
 | batched gymnax env >= 50x NextStat's single env | 13.6x (436k steps/s; NextStat 32.1k in this run, 26.6k before) | not met |
-| single-call latency stated honestly | NextStat ~9x faster on the seed fit and ~5x on the seed hypotest; we are ~2x (fit) and ~5x (hypotest) faster on 201 parameters | stated |
+| single-call latency stated honestly | NextStat ~9x faster on the seed fit and ~4x on the seed hypotest; we are ~2x (fit) and ~6x (hypotest) faster on 201 parameters | stated |
 
 On two CPU cores a batch of fits is bounded by arithmetic, not dispatch: each
 q0 is two converged Newton fits (3-6 iterations, each an exact structured
@@ -61,7 +63,11 @@ Hessian), and NextStat's Rust loop pays no Python overhead either. Since
 2026-11-25 a vmapped fit costs its own iterations rather than the slowest
 element's (compaction, docs/design.md), the Hessian blocks follow the model's
 connected components and index maps are built from slices (201-parameter q0
-6.0k/s -> 10.9k/s; seed q0 per batch 17.9 -> 12.7 ms in isolation). The
+6.0k/s -> 10.9k/s; seed q0 per batch 17.9 -> 12.7 ms in isolation). Since
+the third session of 2026-12-06 a wide model's batch is solved in cache-sized
+pieces (docs/design.md): 201-parameter q0 11.9k/s -> 16.5k/s. The gradient
+of q0 (envelope theorem: one reverse pass over the rates at the two optima)
+still runs over the whole batch, so on that model it adds 12%. The
 remaining factor would have to come from cheaper derivatives (the exact
 forward-over-reverse Hessian is ~4x a value evaluation; a hand-built J^T W J
 plus rate curvature would be cheaper) or from a GPU, where the same programs
