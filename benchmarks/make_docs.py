@@ -64,8 +64,8 @@ Hessian), and NextStat's Rust loop pays no Python overhead either. Since
 element's (compaction, docs/design.md), the Hessian blocks follow the model's
 connected components and index maps are built from slices (201-parameter q0
 6.0k/s -> 10.9k/s; seed q0 per batch 17.9 -> 12.7 ms in isolation). Since
-the third session of 2026-12-06 a wide model's batch is solved in cache-sized
-pieces (docs/design.md): 201-parameter q0 11.9k/s -> 16.5k/s. The gradient
+the third session of 2026-12-06 the solver loops over a wide model's batch in
+cache-sized pieces (docs/design.md): 201-parameter q0 11.9k/s -> 16.5k/s. The gradient
 of q0 (envelope theorem: one reverse pass over the rates at the two optima)
 still runs over the whole batch, so on that model it adds 12%. The
 remaining factor would have to come from cheaper derivatives (the exact

@@ -19,6 +19,17 @@ one batch (``flat_batch.flat_call``), so compaction sees the whole batch;
 leaves that no vmap batches stay shared.  Batches smaller
 than ``SHRINK * MIN_STAGE`` run as the plain vmapped loop.  No derivatives
 flow through the loop (callers stop gradients on its inputs).
+
+A batch of large elements (a 201-parameter fit carries ~2,000 numbers of
+context and state) runs as ``lax.map`` over pieces of at most
+``flat_batch.CHUNK_FLOATS`` numbers (``flat_batch.in_pieces``), each looping
+and compacting on its own: every pass of the body over a (batch, P) array then
+stays in the CPU caches instead of streaming 13 MB through memory. Measured
+on 2 cores, 4096 q0 on the 201-parameter model: 376 ms as one batch, ~255 ms
+in pieces of 512; the seed model's ~30 numbers per element keep 8192
+elements in one piece. (Chunking the whole solve instead, problem setup
+included, measured ~5% faster there but its extra ``custom_vmap`` layer cost
+10-20% more compile time on every fit.)
 """
 
 from __future__ import annotations
@@ -29,7 +40,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .flat_batch import batch_size, flat_call
+import numpy as np
+
+from .flat_batch import batch_size, chunk_size, flat_call, in_pieces
 
 __all__ = ["element_while", "SHRINK", "MIN_STAGE"]
 
@@ -70,6 +83,13 @@ def _staged(cond, body, leaves, tree, n_ctx: int, mask: tuple):
     ctx_leaves, st_leaves = leaves[:n_ctx], leaves[n_ctx:]
     st_leaves = [x if m else jnp.broadcast_to(x[None], (n,) + x.shape) for x, m in zip(st_leaves, mask[n_ctx:])]
     ctx_mask = mask[:n_ctx]
+    # large elements: lax.map over cache-sized pieces, each compacting on its own
+    width = sum(int(np.prod(x.shape[1:])) for x, m in zip(ctx_leaves, ctx_mask) if m)
+    width += sum(int(np.prod(x.shape[1:])) for x in st_leaves)
+    chunk = chunk_size(n, width)
+    if chunk < n:
+        full = ctx_mask + (True,) * len(st_leaves)
+        return in_pieces(lambda ls: _staged(cond, body, ls, tree, n_ctx, full), ctx_leaves + st_leaves, full, chunk)
     ctx_tree, st_tree = tree.children()
     ctx = jax.tree_util.tree_unflatten(ctx_tree, ctx_leaves)
     state = jax.tree_util.tree_unflatten(st_tree, st_leaves)

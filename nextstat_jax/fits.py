@@ -27,7 +27,6 @@ import numpy as np
 from ._x64 import f64, public
 from .errors import InvalidInput
 from . import linalg
-from .flat_batch import chunked
 from .model import Model, Prepared
 from .solver import Solution, SolverOptions, assemble_dense, minimize
 from .structure import hessian_structure
@@ -162,14 +161,8 @@ def _solve(prob: _Problem, options: SolverOptions) -> Solution:
       Newton step lands on the outer piece's own minimum. A third solve keeps
       those parameters within [-1, 1] (a box constraint the solver handles
       exactly).
-
-    Under ``vmap`` a large batch is solved in cache-sized pieces
-    (``flat_batch.chunked``).
     """
-    return chunked(functools.partial(_solve_one, options=options))(jax.lax.stop_gradient(prob))
-
-
-def _solve_one(prob: _Problem, options: SolverOptions) -> Solution:
+    prob = jax.lax.stop_gradient(prob)
     objective = (prob.model, prob.data, prob.model.prepare())
     lo, hi = prob.bounds[:, 0], prob.bounds[:, 1]
     structure = hessian_structure(prob.model.layout)

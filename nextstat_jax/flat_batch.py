@@ -6,8 +6,8 @@
 leading batch axis of the leaves that carry it (``mask`` True), leaves that no
 vmap batches stay shared, and ``impl`` runs once on the flat batch. Its outputs
 must carry the flat batch axis whenever any input does. This is how
-``element_loop`` compacts a batch as it converges and how :func:`chunked` runs
-a large batch in cache-sized pieces.
+``element_loop`` compacts a batch as it converges and runs a batch of large
+elements in cache-sized pieces (:func:`in_pieces`).
 
 No derivatives flow through these calls (callers stop gradients first).
 """
@@ -18,14 +18,13 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.custom_batching import custom_vmap
 
-__all__ = ["flat_call", "batch_size", "chunked", "chunk_size", "CHUNK_FLOATS", "MIN_CHUNK"]
+__all__ = ["flat_call", "batch_size", "in_pieces", "chunk_size", "CHUNK_FLOATS", "MIN_CHUNK"]
 
-#: batched numbers (summed over a chunk's elements) that one chunk may carry
-CHUNK_FLOATS = 1 << 19
+#: batched numbers (summed over a piece's elements) that one piece may carry
+CHUNK_FLOATS = 1 << 20
 #: the smallest chunk (below it the fixed cost of each kernel dominates)
 MIN_CHUNK = 128
 
@@ -80,40 +79,16 @@ def chunk_size(n: int, width: int) -> int:
     return n if 2 * n <= 3 * c else c
 
 
-def chunked(fn: Callable) -> Callable:
-    """``fn`` that, under ``vmap``, runs as ``lax.map`` over pieces of the flat
-    batch (each piece vmapped) instead of one vmap over all of it.
-
-    Why: a fit of a 201-parameter model carries ~2,000 numbers per element;
-    each pass of a vmapped solver over a (8192, 201) array streams 13 MB
-    through memory, while a piece of 256 elements stays in the CPU caches.
-    Measured on 2 cores: 4096 q0 on the 201-parameter model 376 -> ~220 ms;
-    a model as small as the seed (2 parameters) fits its 8192 elements in one
-    piece, so nothing changes there. ``fn`` must not close over traced values,
-    and no derivatives may flow into it.
-    """
-
-    def wrapped(*args):
-        leaves, tree = jax.tree_util.tree_flatten(args)
-        return flat_call(lambda t, ls, m: _run_chunked(fn, t, ls, m), tree, leaves)
-
-    return wrapped
-
-
-def _run_chunked(fn: Callable, tree, leaves: list, mask: tuple):
-    call = lambda *ls: fn(*jax.tree_util.tree_unflatten(tree, ls))
-    if not any(mask):
-        return call(*leaves)
+def in_pieces(run: Callable, leaves: list, mask: tuple, chunk: int):
+    """``run(leaves)`` on a flat batch (leaves with ``mask`` True carry it),
+    as ``lax.map`` over pieces of ``chunk`` elements; ``run`` maps leaves with
+    ``chunk`` elements to outputs that all carry them. The last piece is padded
+    with copies of element 0, dropped from the result."""
     n = batch_size(leaves, mask)
-    width = sum(int(np.prod(x.shape[1:])) for x, m in zip(leaves, mask) if m)
-    chunk = chunk_size(n, width)
-    in_axes = tuple(0 if m else None for m in mask)
-    if chunk >= n:
-        return jax.vmap(call, in_axes=in_axes)(*leaves)
     n_chunks = -(-n // chunk)
     pad = n_chunks * chunk - n
 
-    def split(x):  # the last chunk is padded with copies of element 0 (dropped below)
+    def split(x):
         if pad:
             x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad,) + x.shape[1:])])
         return x.reshape((n_chunks, chunk) + x.shape[1:])
@@ -122,7 +97,7 @@ def _run_chunked(fn: Callable, tree, leaves: list, mask: tuple):
 
     def piece(part):
         it_b, it_s = iter(part), iter(shared)
-        return jax.vmap(call, in_axes=in_axes)(*[next(it_b) if m else next(it_s) for m in mask])
+        return run([next(it_b) if m else next(it_s) for m in mask])
 
     out = lax.map(piece, [split(x) for x, m in zip(leaves, mask) if m])
     return jax.tree_util.tree_map(lambda y: y.reshape((n_chunks * chunk,) + y.shape[2:])[:n], out)
