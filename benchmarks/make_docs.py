@@ -50,28 +50,36 @@ this paragraph):
 
 | target | measured | status |
 |---|---|---|
-| q0 throughput, seed model, >= 30x NextStat | 7.8x (272k/s; NextStat ran 34.8k/s in this run; 8.9x and 323k/s in the previous run, the seed row moves by ~15% between runs) | not met |
-| q0 throughput, 201-parameter model, >= 25x NextStat | 24x (16.5k/s; NextStat 689/s in this run) | not met (4% short) |
-| q0 + gradient costs no more than q0 | seed: no dearer; 201 par: 12% dearer (14.7k/s) | seed met, 201 par not |
-| toys/s >= 10x NextStat (which uses every core) | 1.4x seed, 6.5x 201 par | not met |
+| q0 throughput, seed model, >= 30x NextStat | 9.5x (317k/s; NextStat ran 33.5k/s in this run; the seed rows move by ~15% between runs: 7.8x in a run an hour earlier) | not met |
+| q0 throughput, 201-parameter model, >= 25x NextStat | 24x (16.5k/s; NextStat 686/s in this run) | not met (4% short) |
+| q0 + gradient costs no more than q0 | seed: within run-to-run noise (13% dearer in this run, cheaper in the previous two); 201 par: 17% dearer (14.1k/s) | not met on 201 par |
+| toys/s >= 10x NextStat (which uses every core) | 1.35x seed, 6.6x 201 par | not met |
 | batched gymnax env >= 50x NextStat's single env | 13.6x (436k steps/s; NextStat 32.1k in this run, 26.6k before) | not met |
-| single-call latency stated honestly | NextStat ~9x faster on the seed fit and ~4x on the seed hypotest; we are ~2x (fit) and ~6x (hypotest) faster on 201 parameters | stated |
+| single-call latency stated honestly | NextStat ~10x faster on the seed fit and ~5x on the seed hypotest; we are ~2x (fit) and ~5.5x (hypotest) faster on 201 parameters | stated |
 
-On two CPU cores a batch of fits is bounded by arithmetic, not dispatch: each
-q0 is two converged Newton fits (3-6 iterations, each an exact structured
-Hessian), and NextStat's Rust loop pays no Python overhead either. Since
-2026-11-25 a vmapped fit costs its own iterations rather than the slowest
-element's (compaction, docs/design.md), the Hessian blocks follow the model's
-connected components and index maps are built from slices (201-parameter q0
-6.0k/s -> 10.9k/s; seed q0 per batch 17.9 -> 12.7 ms in isolation). Since
-the third session of 2026-12-06 the solver loops over a wide model's batch in
-cache-sized pieces (docs/design.md): 201-parameter q0 11.9k/s -> 16.5k/s. The gradient
-of q0 (envelope theorem: one reverse pass over the rates at the two optima)
-still runs over the whole batch, so on that model it adds 12%. The
-remaining factor would have to come from cheaper derivatives (the exact
-forward-over-reverse Hessian is ~4x a value evaluation; a hand-built J^T W J
-plus rate curvature would be cheaper) or from a GPU, where the same programs
-run unchanged (no GPU was lent to this project's sessions so far).
+On two CPU cores a batch of fits is bounded by the passes XLA makes over
+batch-sized arrays, not by Python dispatch: each q0 is two converged Newton
+fits (2-3 iterations each, an exact structured Hessian per iteration), and
+NextStat's Rust loop pays no Python overhead either. Since 2026-11-25 a
+vmapped fit costs its own iterations rather than the slowest element's
+(compaction, docs/design.md), the Hessian blocks follow the model's connected
+components and index maps are built from slices (201-parameter q0 6.0k/s ->
+10.9k/s; seed q0 per batch 17.9 -> 12.7 ms in isolation). Since the third
+session of 2026-12-06 the solver loops over a wide model's batch in
+cache-sized pieces (docs/design.md): 201-parameter q0 11.9k/s -> 16.5k/s. The
+gradient of q0 (envelope theorem: one reverse pass over the rates at the two
+optima) still runs over the whole batch, so on that model it adds 12-17%.
+
+What limits the seed model, measured in that session with XLA's profiler: a
+batch of 4096 q0 executes ~650 kernels, ~150 of them 30-500 us each, on arrays
+of 8192 x (2..16) numbers (derivatives about half the kernel time, the
+Newton step, line search and compaction the rest). Two experiments that were
+measured and not kept: hand-written analytic derivatives for the seed model
+cut the batch by only ~25% (10.7 -> 8 ms), and forward-over-forward
+derivatives from the colour seeds were 2x slower than the current
+forward-over-reverse ones. Reaching 30x there needs a solver iteration of a
+few fused kernels, not only cheaper derivatives; a GPU, where the same
+programs run unchanged, was not lent to this project's sessions so far.
 
 Models with many normsys per sample (not in these tables; realistic ones carry
 tens) got faster on 2026-12-06 (second session): their normsys factors are now
