@@ -8,6 +8,18 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
+# A persistent compilation cache shared by every process of a test run (both
+# xdist workers and the example/CLI subprocesses, which inherit the
+# environment): test modules drop their compiled code (below) and later
+# modules compile many of the same programs again (fits, q0 and hypotest of
+# the seed model). Entries are keyed by the program, options and jax
+# version, so reuse across runs is safe. Set before jax is imported.
+import tempfile  # noqa: E402
+
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"nextstat-jax-test-cache-{os.getuid()}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
 import gc  # noqa: E402
 
 import jax  # noqa: E402
