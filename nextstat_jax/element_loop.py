@@ -38,9 +38,8 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-from jax import lax
-
 import numpy as np
+from jax import lax
 
 from .flat_batch import batch_size, chunk_size, flat_call, in_pieces
 
@@ -80,16 +79,16 @@ def element_while(cond: Callable, body: Callable, ctx: Any, state: Any) -> Any:
 def _staged(cond, body, leaves, tree, n_ctx: int, mask: tuple):
     """The batched loop over a flat batch (leaves with ``mask`` carry it)."""
     n = batch_size(leaves, mask)
+    # large elements: lax.map over cache-sized pieces, each compacting on its own
+    # (state no vmap batches is broadcast inside each piece, not over the batch)
+    width = sum(int(np.prod(x.shape[1:] if m else x.shape)) for i, (x, m) in enumerate(zip(leaves, mask))
+                if m or i >= n_ctx)
+    chunk = chunk_size(n, width)
+    if chunk < n:
+        return in_pieces(lambda ls: _staged(cond, body, ls, tree, n_ctx, mask), leaves, mask, chunk)
     ctx_leaves, st_leaves = leaves[:n_ctx], leaves[n_ctx:]
     st_leaves = [x if m else jnp.broadcast_to(x[None], (n,) + x.shape) for x, m in zip(st_leaves, mask[n_ctx:])]
     ctx_mask = mask[:n_ctx]
-    # large elements: lax.map over cache-sized pieces, each compacting on its own
-    width = sum(int(np.prod(x.shape[1:])) for x, m in zip(ctx_leaves, ctx_mask) if m)
-    width += sum(int(np.prod(x.shape[1:])) for x in st_leaves)
-    chunk = chunk_size(n, width)
-    if chunk < n:
-        full = ctx_mask + (True,) * len(st_leaves)
-        return in_pieces(lambda ls: _staged(cond, body, ls, tree, n_ctx, full), ctx_leaves + st_leaves, full, chunk)
     ctx_tree, st_tree = tree.children()
     ctx = jax.tree_util.tree_unflatten(ctx_tree, ctx_leaves)
     state = jax.tree_util.tree_unflatten(st_tree, st_leaves)
