@@ -26,51 +26,70 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .asymptotics import HypotestResult, expected_full
 from .fits import _Problem, _solve, fix_poi
+from .sampling import poisson
 from .solver import SolverOptions
 from .teststats import statistic
 
-__all__ = ["sample_toys", "hypotest_toys", "toy_statistics", "NORMAL_PERCENTILES"]
+__all__ = ["sample_toys", "hypotest_toys", "toy_statistics", "auto_chunk", "NORMAL_PERCENTILES"]
 
 NORMAL_PERCENTILES = (2.27501319, 15.86552539, 50.0, 84.13447461, 97.72498681)
 
 
+#: numbers of toy data and parameters (both hypotheses) one call may hold
+CHUNK_NUMBERS = 1 << 22
+#: the most toys per hypothesis in one call
+MAX_CHUNK = 1 << 16
+
+
+@functools.lru_cache(maxsize=256)
+def _sampling_plan(layout):
+    """Static indices: the entries of the data vector drawn from a Poisson
+    (main bins, Poisson auxdata), the Gaussian auxdata, and the permutation
+    putting [Poisson draws, Gaussian draws] back in data order."""
+    nm = layout.n_main
+    aux_pois = np.asarray(layout.aux_poisson, bool)
+    pois = np.concatenate([np.arange(nm), nm + np.flatnonzero(aux_pois)])
+    gauss = nm + np.flatnonzero(~aux_pois)
+    order = np.argsort(np.concatenate([pois, gauss]), kind="stable").astype(np.int32)
+    return pois.astype(np.int32), gauss.astype(np.int32), order
+
+
 def sample_toys(key, model, theta, index):
-    """Pseudo-data (B + A,) number ``index`` drawn at parameters ``theta``."""
-    k_main, k_gauss, k_pois = jax.random.split(jax.random.fold_in(key, index), 3)
-    lay = model.layout
-    prep = model.prepare()
+    """Pseudo-data (B + A,) number ``index`` drawn at parameters ``theta``:
+    main bins and Poisson auxdata from :func:`~nextstat_jax.sampling.poisson`
+    (only the entries that are Poisson are drawn), Gaussian auxdata from
+    N(expected, width)."""
+    k_toy = jax.random.fold_in(key, index)
+    k_pois, k_gauss = jax.random.fold_in(k_toy, 0), jax.random.fold_in(k_toy, 1)
+    pois, gauss, order = _sampling_plan(model.layout)
     exp = expected_full(model, theta)
-    nu = jnp.clip(exp[: lay.n_main], 0.0)
-    main = jax.random.poisson(k_main, nu, dtype=jnp.int64).astype(theta.dtype)
-    aux_mean = exp[lay.n_main :]
-    gauss = aux_mean + prep.width * jax.random.normal(k_gauss, aux_mean.shape, theta.dtype)
-    pois = jax.random.poisson(
-        k_pois, jnp.where(lay.aux_poisson, jnp.clip(aux_mean, 0.0), 0.0), dtype=jnp.int64
-    ).astype(theta.dtype)
-    aux = jnp.where(lay.aux_poisson, pois, gauss)
-    return jnp.concatenate([main, aux])
+    counts = poisson(k_pois, jnp.clip(exp[pois], 0.0))
+    width = model.prepare().width[gauss - model.layout.n_main]
+    smeared = exp[gauss] + width * jax.random.normal(k_gauss, gauss.shape, theta.dtype)
+    return jnp.concatenate([counts, smeared])[order]
 
 
 @functools.partial(jax.jit, static_argnums=(3, 4, 5))
-def _toy_chunk(prob: _Problem, theta, mu, kind, poi, options, key, indices):
-    """Test statistic and convergence of toys ``indices`` (vmapped)."""
-
-    def one(i):
-        data = sample_toys(key, prob.model, theta, i)
-        out = statistic(prob._replace(data=data), mu, kind, poi, options)
-        return out.value, out.converged
-
-    return jax.vmap(one)(indices)
+def _toy_chunk(prob: _Problem, thetas, mu, kind, poi, options, keys, indices):
+    """(H, n) test statistics and convergence of toys ``indices`` (n,) of each
+    hypothesis (generating parameters ``thetas`` (H, P), keys (H,)), all
+    fitted in one vmapped batch. Each hypothesis' toys are drawn by their own
+    vmap, where the rates are not batched (``sampling.poisson`` then runs
+    only the branches they need)."""
+    draw = lambda h: jax.vmap(lambda i: sample_toys(keys[h], prob.model, thetas[h], i))(indices)
+    data = jnp.stack([draw(h) for h in range(thetas.shape[0])])
+    out = jax.vmap(jax.vmap(lambda d: statistic(prob._replace(data=d), mu, kind, poi, options)))(data)
+    return out.value, out.converged
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))
-def _observed_statistic(prob: _Problem, mu, kind, poi, options):
-    return statistic(prob, mu, kind, poi, options).value
-
-
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _hypothesis_pars(prob: _Problem, mu, poi, options):
-    return _solve(fix_poi(prob, poi, mu), options).theta
+def _setup(prob: _Problem, mu, kind, poi, options):
+    """The observed statistic and the generating parameters (2, P) of the
+    s+b (POI at ``mu``) and b (0; 1 for q0) hypotheses, in one call."""
+    q_obs = statistic(prob, mu, kind, poi, options).value
+    mus = jnp.stack([mu, jnp.asarray(1.0 if kind == "q0" else 0.0, mu.dtype)])
+    thetas = jax.vmap(lambda m: _solve(fix_poi(prob, poi, m), options).theta)(mus)
+    return q_obs, thetas
 
 
 def _device_sharding(n_chunk: int):
@@ -82,24 +101,45 @@ def _device_sharding(n_chunk: int):
     return NamedSharding(mesh, PartitionSpec("toys")), n_chunk
 
 
-def toy_statistics(prob, theta, mu, kind, poi, options, key, n_toys, chunk_size, progress=None, label=""):
-    """(n_toys,) test statistics of toys drawn at ``theta`` and (n_toys,) bool
-    convergence, fitted ``chunk_size`` at a time (sharded over devices)."""
+def auto_chunk(n_toys: int, n_hyp: int, model) -> int:
+    """Toys per hypothesis per call when ``chunk_size`` is not given: the
+    smallest power of two holding all ``n_toys`` (so calls with different
+    ``n_toys`` share compiled code), at most ``MAX_CHUNK`` and at most what
+    keeps the toys' data and parameters under ``CHUNK_NUMBERS`` numbers."""
+    lay = model.layout
+    width = n_hyp * (lay.n_main + len(lay.aux_poisson) + lay.n_params)
+    cap = max(16, min(MAX_CHUNK, 1 << int(np.log2(max(CHUNK_NUMBERS // width, 1)))))
+    return min(cap, 1 << int(np.ceil(np.log2(max(n_toys, 1)))))
+
+
+def _run_toys(prob, thetas, mu, kind, poi, options, keys, n_toys, chunk_size, progress, label):
+    """(H, n_toys) statistics and convergence of the toys of H hypotheses,
+    ``chunk_size`` toys per hypothesis per call (sharded over devices)."""
+    n_hyp = thetas.shape[0]
+    if chunk_size is None:
+        chunk_size = auto_chunk(n_toys, n_hyp, prob.model)
     sharding, chunk = _device_sharding(max(1, min(chunk_size, n_toys)))
     values, conv = [], []
-    bar = _progress(progress, n_toys, label)
+    bar = _progress(progress, n_hyp * n_toys, label)
     for start in range(0, n_toys, chunk):
         idx = np.arange(start, start + chunk, dtype=np.uint32)  # last chunk padded
         idx = jnp.asarray(idx) if sharding is None else jax.device_put(idx, sharding)
-        v, c = _toy_chunk(prob, theta, mu, kind, poi, options, key, idx)
+        v, c = _toy_chunk(prob, thetas, mu, kind, poi, options, keys, idx)
         take = min(chunk, n_toys - start)
-        values.append(np.asarray(v)[:take])
-        conv.append(np.asarray(c)[:take])
+        values.append(np.asarray(v)[:, :take])
+        conv.append(np.asarray(c)[:, :take])
         if bar is not None:
-            bar.update(take)
+            bar.update(n_hyp * take)
     if bar is not None:
         bar.close()
-    return jnp.asarray(np.concatenate(values)), jnp.asarray(np.concatenate(conv))
+    return jnp.asarray(np.concatenate(values, axis=1)), jnp.asarray(np.concatenate(conv, axis=1))
+
+
+def toy_statistics(prob, theta, mu, kind, poi, options, key, n_toys, chunk_size=None, progress=None, label=""):
+    """(n_toys,) test statistics of toys drawn at ``theta`` (P,) and (n_toys,)
+    bool convergence, fitted ``chunk_size`` at a time (None: ``auto_chunk``)."""
+    v, c = _run_toys(prob, theta[None], mu, kind, poi, options, key[None], n_toys, chunk_size, progress, label)
+    return v[0], c[0]
 
 
 class _RichBar:
@@ -133,15 +173,12 @@ def _pvalue(samples, value):
 
 
 def hypotest_toys(prob: _Problem, mu, kind: str, poi: int, options: SolverOptions, key,
-                  n_toys: int, chunk_size: int = 1024, progress: Optional[bool] = None) -> HypotestResult:
-    """Toy-based hypothesis test at ``mu`` with ``n_toys`` toys per hypothesis."""
-    q_obs = _observed_statistic(prob, mu, kind, poi, options)
-    mu_b = jnp.asarray(1.0 if kind == "q0" else 0.0, prob.init.dtype)
-    theta_sb = _hypothesis_pars(prob, mu, poi, options)
-    theta_b = _hypothesis_pars(prob, mu_b, poi, options)
-    k_sb, k_b = jax.random.split(key)
-    q_sb, c_sb = toy_statistics(prob, theta_sb, mu, kind, poi, options, k_sb, n_toys, chunk_size, progress, "s+b")
-    q_b, c_b = toy_statistics(prob, theta_b, mu, kind, poi, options, k_b, n_toys, chunk_size, progress, "b")
+                  n_toys: int, chunk_size: Optional[int] = None, progress: Optional[bool] = None) -> HypotestResult:
+    """Toy-based hypothesis test at ``mu`` with ``n_toys`` toys per hypothesis;
+    both hypotheses' toys are fitted in the same calls."""
+    q_obs, thetas = _setup(prob, mu, kind, poi, options)
+    (q_sb, q_b), (c_sb, c_b) = _run_toys(prob, thetas, mu, kind, poi, options, jax.random.split(key),
+                                         n_toys, chunk_size, progress, "s+b and b")
     return _toy_result(q_obs, q_sb, q_b, c_sb & c_b, kind)
 
 

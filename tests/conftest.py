@@ -34,3 +34,13 @@ def _release_compiled_code():
     yield
     jax.clear_caches()
     gc.collect()
+
+
+@pytest.fixture(scope="module")
+def x64():
+    """float64 for a whole module that calls internals (public functions
+    enable it themselves); use with ``pytestmark = pytest.mark.usefixtures("x64")``."""
+    old = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", old)

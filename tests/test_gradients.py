@@ -66,12 +66,7 @@ DATASETS = {"excess": EXCESS, "deficit": DEFICIT}
 MU_TEST = 2.5  # above mu_hat (1.54 on the excess), so q_mu > 0 on both datasets
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _x64():
-    old = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", old)
+pytestmark = pytest.mark.usefixtures("x64")  # conftest.py
 
 
 @pytest.fixture(scope="module")

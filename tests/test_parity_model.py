@@ -76,12 +76,7 @@ def fixed_seed(test):
 CORPUS_NAMES = sorted(CORPUS)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _x64():
-    old = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", old)
+pytestmark = pytest.mark.usefixtures("x64")  # conftest.py
 
 
 # --------------------------------------------------------------------------

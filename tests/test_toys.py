@@ -42,12 +42,7 @@ CHUNK = 256
 FIELDS = ("cls_obs", "clsb_obs", "clb_obs", "cls_exp", "clsb_exp", "clb_exp", "test_stat")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _x64():
-    old = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", old)
+pytestmark = pytest.mark.usefixtures("x64")  # conftest.py
 
 
 def _np(x):
@@ -135,6 +130,23 @@ def test_chunk_size_does_not_change_the_result(model, reference_result):
         np.testing.assert_array_equal(chunked[f], ref[f], err_msg=f"{f}: chunk 100 vs 256")
 
 
+def test_default_chunks(model, reference_result):
+    from nextstat_jax.toys import CHUNK_NUMBERS, MAX_CHUNK, auto_chunk
+
+    auto = as_dict(nsj.hypotest(model, 1.0, calculator="toybased", n_toys=N_TOYS, key=jax.random.key(0)))
+    ref = as_dict(reference_result)
+    for f in FIELDS:
+        np.testing.assert_array_equal(auto[f], ref[f], err_msg=f"{f}: default chunk vs {CHUNK}")
+    # the smallest power of two holding the toys, capped by MAX_CHUNK and by memory
+    assert auto_chunk(2000, 2, model) == 2048 and auto_chunk(1, 2, model) == 1
+    assert auto_chunk(10**7, 2, model) == MAX_CHUNK
+    wide = nsj.from_pyhf(nsj.datasets.benchmark_workspace())
+    c = auto_chunk(10**7, 2, wide)
+    lay = wide.layout
+    width = 2 * (lay.n_main + len(lay.aux_poisson) + lay.n_params)
+    assert c * width <= CHUNK_NUMBERS < 2 * c * width
+
+
 def test_q0_toys(model):
     r = toys(model, mu=0.0, test_stat="q0", key=3)
     assert float(r.cls_obs) == float(r.clsb_obs)  # p0, as pyhf
@@ -203,7 +215,7 @@ def pyhf_distributions():
 def our_distributions(model):
     """Our q~_1 toy distributions (internal API: toys.toy_statistics)."""
     from nextstat_jax.fits import make_problem
-    from nextstat_jax.toys import _hypothesis_pars, toy_statistics
+    from nextstat_jax.toys import _setup, toy_statistics
 
     opts = nsj.SolverOptions()
     poi = model.poi_index
@@ -211,8 +223,8 @@ def our_distributions(model):
         prob = make_problem(model)
         mu = jnp.asarray(1.0)
         out = []
-        for mu_gen, seed in ((1.0, 11), (0.0, 12)):
-            theta = _hypothesis_pars(prob, jnp.asarray(mu_gen), poi, opts)
+        thetas = _setup(prob, mu, "qtilde", poi, opts)[1]  # generated at mu = 1 and at mu = 0
+        for theta, seed in zip(thetas, (11, 12)):
             q, conv = toy_statistics(prob, theta, mu, "qtilde", poi, opts, jax.random.key(seed), 1024, CHUNK)
             assert bool(jnp.all(conv))
             out.append(_np(q))
