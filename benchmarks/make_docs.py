@@ -44,18 +44,28 @@ line.
 ## Reading the numbers
 
 Status against the issues' targets, from the runs of 2026-12-06 on the 2-core
-CPU above (inference tables from the third session that day, environment and
+CPU above (inference tables from the fourth session that day, environment and
 logpdf tables from the second; rerunning the scripts rewrites the tables, not
-this paragraph):
+this paragraph). NextStat's own rates move by up to ~20% between runs on this
+machine (seed q0 33.5k/s and 37.2k/s, toys 56k/s and 69k/s in two runs the
+same day), so each ratio is from one run with both engines side by side:
 
 | target | measured | status |
 |---|---|---|
-| q0 throughput, seed model, >= 30x NextStat | 9.5x (317k/s; NextStat ran 33.5k/s in this run; the seed rows move by ~15% between runs: 7.8x in a run an hour earlier) | not met |
-| q0 throughput, 201-parameter model, >= 25x NextStat | 24x (16.5k/s; NextStat 686/s in this run) | not met (4% short) |
-| q0 + gradient costs no more than q0 | seed: within run-to-run noise (13% dearer in this run, cheaper in the previous two); 201 par: 17% dearer (14.1k/s) | not met on 201 par |
-| toys/s >= 10x NextStat (which uses every core) | 1.35x seed, 6.6x 201 par | not met |
+| q0 throughput, seed model, >= 30x NextStat | 8.8x (328k/s; NextStat 37.2k/s in this run; 9.5x in the previous run) | not met |
+| q0 throughput, 201-parameter model, >= 25x NextStat | 22.4x (16.8k/s; NextStat 751/s in this run; 24x in the previous run) | not met |
+| q0 + gradient costs no more than q0 | seed: within run-to-run noise (cheaper in this run); 201 par: 12% dearer (15.0k/s) | not met on 201 par |
+| toys/s >= 10x NextStat (which uses every core) | 1.96x seed (135k/s), 7.05x 201 par (10.2k/s); were 1.35x and 6.6x | not met |
 | batched gymnax env >= 50x NextStat's single env | 13.6x (436k steps/s; NextStat 32.1k in this run, 26.6k before) | not met |
 | single-call latency stated honestly | NextStat ~10x faster on the seed fit and ~5x on the seed hypotest; we are ~2x (fit) and ~5.5x (hypotest) faster on 201 parameters | stated |
+
+Toys since the fourth session of 2026-12-06: Poisson draws from our own
+float64 sampler (`jax.random.poisson` samples in float32 and gets the variance
+of its draws 2.8% wrong at rate 1e6; its loop below rate 10 cost the seed
+model's toys more than their fits: docs/design.md), both hypotheses' toys in
+the same calls in power-of-two chunks, and the per-call setup compiled (it
+cost ~5 ms eagerly). Seed toys 75.7k/s -> 135k/s, 201-parameter toys 8.0k/s ->
+10.2k/s.
 
 On two CPU cores a batch of fits is bounded by the passes XLA makes over
 batch-sized arrays, not by Python dispatch: each q0 is two converged Newton
