@@ -116,9 +116,9 @@ def _run_toys(prob, thetas, mu, kind, poi, options, keys, n_toys, chunk_size, pr
     """(H, n_toys) statistics and convergence of the toys of H hypotheses,
     ``chunk_size`` toys per hypothesis per call (sharded over devices)."""
     n_hyp = thetas.shape[0]
-    if chunk_size is None:
-        chunk_size = auto_chunk(n_toys, n_hyp, prob.model)
-    sharding, chunk = _device_sharding(max(1, min(chunk_size, n_toys)))
+    # automatic chunks stay powers of two (padded), so other n_toys reuse the compiled chunk
+    chunk = auto_chunk(n_toys, n_hyp, prob.model) if chunk_size is None else max(1, min(chunk_size, n_toys))
+    sharding, chunk = _device_sharding(chunk)
     values, conv = [], []
     bar = _progress(progress, n_hyp * n_toys, label)
     for start in range(0, n_toys, chunk):

@@ -133,10 +133,17 @@ def test_chunk_size_does_not_change_the_result(model, reference_result):
 def test_default_chunks(model, reference_result):
     from nextstat_jax.toys import CHUNK_NUMBERS, MAX_CHUNK, auto_chunk
 
+    from nextstat_jax.toys import _toy_chunk
+
+    compiled = _toy_chunk._cache_size()
     auto = as_dict(nsj.hypotest(model, 1.0, calculator="toybased", n_toys=N_TOYS, key=jax.random.key(0)))
     ref = as_dict(reference_result)
     for f in FIELDS:
         np.testing.assert_array_equal(auto[f], ref[f], err_msg=f"{f}: default chunk vs {CHUNK}")
+    # 200 toys run in the padded chunk of 256 compiled for the reference: no new compilation
+    fewer = nsj.hypotest(model, 1.0, calculator="toybased", n_toys=200, key=jax.random.key(0))
+    assert _toy_chunk._cache_size() == compiled
+    assert float(fewer.clsb_obs) * 200 == pytest.approx(round(float(fewer.clsb_obs) * 200), abs=1e-9)
     # the smallest power of two holding the toys, capped by MAX_CHUNK and by memory
     assert auto_chunk(2000, 2, model) == 2048 and auto_chunk(1, 2, model) == 1
     assert auto_chunk(10**7, 2, model) == MAX_CHUNK
