@@ -19,6 +19,11 @@ point whose decrement was already below ``tol_step``: Newton converges
 quadratically there, so the step lands within ~tol_step**2 of the minimum and
 one more derivative evaluation only to confirm it would be wasted work (the
 worst case, no quadratic convergence at all, is still within ``tol_step``).
+A free parameter exactly on a bound with an exactly zero gradient at
+convergence (all factors of a product at 0: a possible saddle that Newton
+cannot leave) is moved ``KICK`` of its range inside, once per fit, and the
+iterations go on.
+
 Nothing here is differentiated: see ``fits.py``.
 """
 
@@ -83,6 +88,27 @@ class _State(NamedTuple):
     it: jax.Array
     done: jax.Array
     status: jax.Array
+    kicked: jax.Array
+
+
+#: fraction of its range by which a parameter stuck on a bound is moved inside
+KICK = 1e-3
+
+
+def _stuck_on_bounds(theta, g, free, lo, hi):
+    """(P,) bool: free parameters exactly on a bound with an exactly zero
+    gradient. That is what a product of factors that all vanish looks like
+    (two normfactors of one sample both at 0): every first derivative along
+    them is 0, the curvature is only mixed, so the point can be a saddle that
+    a Newton step (d = 0 where g = 0) never leaves."""
+    return free & (g == 0.0) & ((theta == lo) | (theta == hi)) & (lo < hi)
+
+
+def _kicked(theta, stuck, lo, hi):
+    """``theta`` with the ``stuck`` parameters moved ``KICK`` of their range
+    (1 where it is unbounded) away from their bound."""
+    width = jnp.where(jnp.isfinite(hi - lo), hi - lo, 1.0)
+    return jnp.where(stuck, jnp.where(theta == lo, theta + KICK * width, theta - KICK * width), theta)
 
 
 def _entries(Y, flat: np.ndarray):
@@ -203,30 +229,35 @@ def _iteration(fns_of, structure, options, kinks, ctx: _Context, s: _State) -> _
     free = ~(fixed | at_lo | at_hi | at_kink | (lo >= hi))
     d, dec = newton_direction(g, Y, free, structure)
     small = 0.5 * dec <= options.tol_abs + options.tol_rel * jnp.abs(f)
-    stop = small | ~finite | (s.it >= options.max_iter)
+    # converged onto a possible saddle: once per fit, step off the bound and go on
+    stuck = _stuck_on_bounds(s.theta, g, free, lo, hi)
+    kick = small & finite & jnp.any(stuck) & ~s.kicked & (s.it < options.max_iter)
+    stop = (small & ~kick) | ~finite | (s.it >= options.max_iter)
     snap_lo, snap_hi = at_lo & ~fixed, at_hi & ~fixed
-    cand, ok, n_ls = _line_search(value, s.theta, f, g, d, lo, hi, snap_lo, snap_hi, at_kink, options, stop)
+    cand, ok, n_ls = _line_search(value, s.theta, f, g, d, lo, hi, snap_lo, snap_hi, at_kink, options,
+                                  stop | kick)
     # fallback when the Newton direction fails: a diagonally scaled
     # projected gradient step (always a descent direction)
     d_grad = jnp.where(free, -g / scale, 0.0)
     cand2, ok2, _ = _line_search(value, s.theta, f, g, d_grad, lo, hi, snap_lo, snap_hi, at_kink,
-                                 options, stop | ok)
+                                 options, stop | kick | ok)
     cand = jnp.where(ok, cand, cand2)
     ok = ok | ok2
     step = ok & ~stop
     # a full Newton step from a nearly converged point finishes the job
     final = step & (n_ls == 1) & (0.5 * dec <= options.tol_step)
     status = jnp.where(
-        (small & finite) | final, 0,
+        (small & finite & ~kick) | final, 0,
         jnp.where(~finite, 2, jnp.where(s.it >= options.max_iter, 1, jnp.where(ok, 1, 3))),
     ).astype(jnp.int32)
     return _State(
-        theta=jnp.where(step, cand, s.theta),
+        theta=jnp.where(kick, _kicked(s.theta, stuck, lo, hi), jnp.where(step, cand, s.theta)),
         f=jnp.where(finite, f, s.f),
         g=jnp.where(finite, g, s.g),
-        it=s.it + step.astype(jnp.int32),
-        done=stop | ~ok | final,
+        it=s.it + (step | kick).astype(jnp.int32),
+        done=(stop | ~ok | final) & ~kick,
         status=status,
+        kicked=s.kicked | kick,
     )
 
 
@@ -269,7 +300,7 @@ def minimize(
     theta = jnp.clip(theta0, lo, hi)
     dtype = theta.dtype
     state = _State(theta, jnp.asarray(jnp.inf, dtype), jnp.zeros_like(theta), jnp.int32(0),
-                   jnp.zeros((), bool), jnp.int32(1))
+                   jnp.zeros((), bool), jnp.int32(1), jnp.zeros((), bool))
     body = functools.partial(_iteration, fns_of, structure, options, kinks)
     out = element_while(lambda s: ~s.done, body, _Context(problem, lo, hi, fixed), state)
     converged = out.status == 0

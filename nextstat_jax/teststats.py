@@ -43,10 +43,18 @@ class ProfileFit(NamedTuple):
     bestfit: jax.Array
 
 
-def profiles(prob: _Problem, poi_index: int, options: SolverOptions, mus=(), free: bool = True) -> ProfileFit:
+def profiles(prob: _Problem, poi_index: int, options: SolverOptions, mus=(), free: bool = True,
+             starts=None) -> ProfileFit:
     """The free fit (if ``free``) followed by fixed-POI fits at each of ``mus``,
     solved together in one vmapped call (one ``while_loop`` to compile).
-    Returns a :class:`ProfileFit` with a leading axis of ``free + len(mus)``."""
+    Returns a :class:`ProfileFit` with a leading axis of ``free + len(mus)``.
+
+    ``starts`` (F, P), optional: a candidate start per fit (e.g. the optimum
+    of a nearby problem: an RL step changes the yields by a few percent). Each
+    fit starts from whichever of it and the usual init has the lower NLL
+    (fixed parameters, the POI of a fixed-POI fit included, keep their
+    values), so a bad candidate never makes a start worse; the optimum found
+    is the same to the solver's tolerance."""
     inits, fixeds = [], []
     if free:
         inits.append(prob.init)
@@ -55,6 +63,9 @@ def profiles(prob: _Problem, poi_index: int, options: SolverOptions, mus=(), fre
         fp = fix_poi(prob, poi_index, mu)
         inits.append(fp.init)
         fixeds.append(fp.fixed)
+    inits, fixeds = jnp.stack(inits), jnp.stack(fixeds)
+    if starts is not None:
+        inits = jax.vmap(lambda i, f, s: _better_start(prob, i, f, s))(inits, fixeds, starts)
 
     def one(init, fixed):
         p = prob._replace(init=init, fixed=fixed)
@@ -63,7 +74,17 @@ def profiles(prob: _Problem, poi_index: int, options: SolverOptions, mus=(), fre
             _value_at(sol.theta, p), jax.lax.stop_gradient(sol.theta[poi_index]), sol.converged, sol.theta
         )
 
-    return jax.vmap(one)(jnp.stack(inits), jnp.stack(fixeds))
+    return jax.vmap(one)(inits, fixeds)
+
+
+def _better_start(prob: _Problem, init, fixed, candidate):
+    """``candidate`` (in the bounds, fixed entries from ``init``) if its NLL is
+    lower than at ``init`` (a NaN NLL never wins), else ``init``."""
+    prob = jax.lax.stop_gradient(prob)
+    cand = jnp.where(fixed, init, jnp.clip(jax.lax.stop_gradient(candidate), prob.bounds[:, 0], prob.bounds[:, 1]))
+    model, prep = prob.model, prob.model.prepare()
+    nll = lambda t: -model._logpdf_varying(t, prob.data, prep)
+    return jnp.where(nll(cand) < nll(init), cand, init)
 
 
 def safe_sqrt(x):
@@ -73,8 +94,12 @@ def safe_sqrt(x):
 
 
 class StatValue(NamedTuple):
+    """A statistic, whether all its fits converged, and their optima (F, P)
+    (free fit first; no derivatives through them)."""
+
     value: jax.Array
     converged: jax.Array
+    bestfits: jax.Array
 
 
 def from_fits(free_nll, free_poi_hat, cond_nll, mu_test, kind: str):
@@ -92,13 +117,14 @@ def test_mu(kind: str, mu, dtype):
     return jnp.zeros((), dtype) if kind == "q0" else mu
 
 
-def statistic(prob: _Problem, mu, kind: str, poi_index: int, options: SolverOptions) -> StatValue:
+def statistic(prob: _Problem, mu, kind: str, poi_index: int, options: SolverOptions, starts=None) -> StatValue:
     """Test statistic ``kind`` at POI value ``mu``: free and fixed-POI fits in
-    one vmapped solve. Pure; jit/vmap/grad-able."""
+    one vmapped solve, optionally warm-started (``starts`` (2, P), see
+    :func:`profiles`). Pure; jit/vmap/grad-able."""
     mu_test = test_mu(kind, mu, prob.init.dtype)
-    fits = profiles(prob, poi_index, options, (mu_test,))
+    fits = profiles(prob, poi_index, options, (mu_test,), starts=starts)
     value = from_fits(fits.twice_nll[0], fits.poi_hat[0], fits.twice_nll[1], mu_test, kind)
-    return StatValue(value, jnp.all(fits.converged))
+    return StatValue(value, jnp.all(fits.converged), jax.lax.stop_gradient(fits.bestfit))
 
 
 def check_kind(kind: str) -> str:

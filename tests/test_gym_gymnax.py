@@ -195,3 +195,28 @@ def test_gymnax_make_and_idempotent_registration(task):
         registration.register()
     assert nsg.ENV_ID in gymnasium.registry
     assert nsg.ENV_ID in gymnax.registered_envs
+
+
+def test_warm_started_metric_equals_the_cold_one(task):
+    """Each step's fits start from the previous step's optima (state.fits);
+    the metric equals the cold-started one of the same yields, and a useless
+    candidate start (NaN, far off) changes nothing either."""
+    from nextstat_jax.gym.core import metric_value
+
+    env, params = task
+    config = env.config
+    with jax.enable_x64(True):
+        _, state = env.reset(jax.random.key(0), params)
+        assert state.fits.shape == (2, params.model.n_params) and state.fits.dtype == jnp.float64
+        rng = np.random.default_rng(2)
+        for _ in range(4):
+            _, state, *_ = env.step(jax.random.key(1), state, jnp.asarray(rng.uniform(-1, 1, N_BINS)), params)
+            cold, conv, fits = jax.jit(lambda y: metric_value(config, params, y))(state.yields)
+            assert bool(conv) and bool(state.converged)
+            np.testing.assert_allclose(float(state.metric), float(cold), rtol=1e-9)
+            # parameters agree to the solver tolerance (decrement 1e-10 in NLL: ~1e-5 of their sigma)
+            np.testing.assert_allclose(np.asarray(state.fits), np.asarray(fits), atol=1e-5)
+        for bad in (jnp.full_like(state.fits, jnp.nan), state.fits + 1e3):
+            warm, conv, _ = jax.jit(lambda y, s: metric_value(config, params, y, s))(state.yields, bad)
+            assert bool(conv)
+            np.testing.assert_allclose(float(warm), float(state.metric), rtol=1e-9)

@@ -100,6 +100,7 @@ class TaskParams:
     reset_yields: jax.Array  # (n,)
     reset_metric: jax.Array  # ()
     reset_converged: jax.Array  # () bool
+    reset_fits: jax.Array  # (2, P) optima of the reset metric's fits
 
 
 @pytree_dataclass
@@ -108,10 +109,18 @@ class TaskState:
     time: jax.Array  # () int32 steps taken in this episode
     metric: jax.Array  # () metric of the current yields
     converged: jax.Array  # () bool: the fits behind ``metric`` converged
+    fits: jax.Array  # (2, P) optima of those fits (free, fixed-POI): the next step's warm start
 
 
-def metric_value(config: TaskConfig, params: TaskParams, yields):
-    """(metric, converged) of the model with ``yields`` for the sample."""
+def metric_value(config: TaskConfig, params: TaskParams, yields, starts=None):
+    """(metric, converged, fits (2, P)) of the model with ``yields`` for the
+    sample. ``starts``: the previous state's fits, used as warm starts
+    (``teststats.profiles``: each fit starts from whichever of them and the
+    usual init has the lower NLL). A step changes the yields by a few percent,
+    so the fits need about one Newton iteration less (seed model, 4096 q0 of
+    yields moved by exp(0.05 a): 9.4 -> 6.6 ms per batch); the metric is the
+    same to the solver's tolerance (~1e-10 relative, tested against
+    ``nsj.q0`` of the same yields). The ``nll`` metric has no fits (zeros)."""
     model = params.model.with_yields(config.channel, config.sample, yields)
     init = model.init
     if config.data == "asimov":
@@ -121,12 +130,12 @@ def metric_value(config: TaskConfig, params: TaskParams, yields):
         data = model.data
     kind = config.reward_metric
     if kind == "nll":
-        return model.nll(init, data), jnp.ones((), bool)
+        return model.nll(init, data), jnp.ones((), bool), jnp.zeros((2,) + init.shape, init.dtype)
     prob = make_problem(model, data)
     stat_kind = "q0" if kind in ("q0", "z0") else "qtilde"
-    out = statistic(prob, params.mu_test, stat_kind, model.poi_index, config.options)
+    out = statistic(prob, params.mu_test, stat_kind, model.poi_index, config.options, starts=starts)
     value = safe_sqrt(out.value) if kind in ("z0", "zmu") else out.value
-    return value, out.converged
+    return value, out.converged, out.bestfits
 
 
 def _apply_budget(config: TaskConfig, params: TaskParams, y):
@@ -141,21 +150,20 @@ def _noisy_start(config: TaskConfig, params: TaskParams, key):
     noise = jax.random.normal(key, params.nominal.shape, jnp.float32).astype(params.nominal.dtype)
     y = params.nominal * jnp.exp(params.init_noise * noise)
     y = _apply_budget(config, params, jnp.clip(y, params.clip_min, params.clip_max))
-    metric, conv = metric_value(config, params, y)
-    return y, metric, conv
+    return (y,) + metric_value(config, params, y)  # cold start: resets never depend on the past
 
 
 def task_reset(config: TaskConfig, params: TaskParams, key) -> TaskState:
     """Nominal yields times ``exp(N(0, init_noise))``, clipped (and rescaled to
     the budget). Without noise the precomputed reset state is returned, so a
     reset costs no fit."""
-    y, metric, conv = jax.lax.cond(
+    y, metric, conv, fits = jax.lax.cond(
         params.init_noise > 0,
         lambda k: _noisy_start(config, params, k),
-        lambda k: (params.reset_yields, params.reset_metric, params.reset_converged),
+        lambda k: (params.reset_yields, params.reset_metric, params.reset_converged, params.reset_fits),
         key,
     )
-    return TaskState(y, jnp.zeros((), jnp.int32), metric, conv)
+    return TaskState(y, jnp.zeros((), jnp.int32), metric, conv, fits)
 
 
 def observation_bounds(config: TaskConfig, params: TaskParams) -> tuple[float, float]:
@@ -181,13 +189,13 @@ def task_step(config: TaskConfig, params: TaskParams, state: TaskState, action):
     else:
         y = state.yields + params.action_scale * a
     y = _apply_budget(config, params, jnp.clip(y, params.clip_min, params.clip_max))
-    metric, conv = metric_value(config, params, y)
+    metric, conv, fits = metric_value(config, params, y, starts=state.fits)
     sign = _SIGN[config.reward_metric]
     if config.reward_mode == "delta":
         reward = sign * (metric - state.metric)
     else:
         reward = sign * metric
-    new = TaskState(y, state.time + 1, metric, conv)
+    new = TaskState(y, state.time + 1, metric, conv, fits)
     info = {"yields": y, "metric": metric, "converged": conv}
     return new, reward, info
 
@@ -262,9 +270,11 @@ def make_task(
         reset_yields=f64(nominal),
         reset_metric=f64(0.0),
         reset_converged=jnp.ones((), bool),
+        reset_fits=f64(np.zeros((2, model.n_params))),
     )
-    y, metric, conv = _jit_noiseless_start(config, params)
-    params = dataclasses.replace(params, reset_yields=y, reset_metric=metric, reset_converged=conv)
+    y, metric, conv, fits = _jit_noiseless_start(config, params)
+    params = dataclasses.replace(params, reset_yields=y, reset_metric=metric, reset_converged=conv,
+                                 reset_fits=fits)
     return config, params
 
 
