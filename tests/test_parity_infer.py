@@ -337,18 +337,21 @@ def check_stat(ours, ref, what):
     assert abs(ours - ref) <= STAT_TOL * max(1.0, abs(ref)), f"{what}: ours {ours!r} vs pyhf {ref!r}"
 
 
-def check_hypo(ours: nsj.HypotestResult, ref: dict, what, well_posed=True, q_ref=None):
+def check_hypo(ours: nsj.HypotestResult, ref: dict, what, well_posed=True):
     """p-values vs pyhf's. Where the minimum is not well posed (a flat valley,
-    e.g. two normfactors of one sample: pyhf's fits stop anywhere along it),
-    pyhf's observed q~ carries its fits' error (checked within STAT_TOL by
-    check_stat), and the observed p-values move like sqrt(q~) near 0: CLs+b =
-    Phi(-sqrt q) and CLb are 0.4-Lipschitz in sqrt(q~) (CLs by the quotient
-    rule). Only that explained difference is allowed on top of P_ATOL."""
+    e.g. two normfactors of one sample), pyhf's fits stop anywhere along it:
+    its q~ is then determined only to the statistic tolerance (STAT_TOL, as
+    check_stat checks it; pyhf's own hypotest and qtilde calls were seen to
+    differ by 2e-6 where ours is exactly 0), and near q~ = 0 the observed
+    p-values move like sqrt(q~) (CLs+b and CLb are 0.4-Lipschitz in sqrt q~,
+    CLs by the quotient rule). The observed p-values are then compared to the
+    precision that STAT_TOL on q~ implies, and no further."""
     d_sqrt = 0.0
     if well_posed:
         assert bool(ours.converged), f"{what}: not converged"
-    elif q_ref is not None:
-        d_sqrt = abs(np.sqrt(max(float(ours.test_stat), 0.0)) - np.sqrt(max(q_ref, 0.0)))
+    else:
+        q = max(float(ours.test_stat), 0.0)
+        d_sqrt = np.sqrt(q + STAT_TOL * max(1.0, q)) - np.sqrt(q)
     slack = 0.4 * d_sqrt
     clb = max(float(ref["clb"]), 1e-300)
     for field, key, extra in (("cls_obs", "cls", slack * (1.0 + float(ref["cls"])) / clb),
@@ -380,7 +383,7 @@ def compare(name, ref: Reference, ours: dict, model, well_posed=True):
         if "hypo" in ours:
             h = _take(ours["hypo"], i)
             if not pyhf_asimov_fits_short(model, ref.asimov_fits[i], mu, f"{name}: hypotest({mu})"):
-                check_hypo(h, ref.hypo[i], f"{name}: hypotest({mu}, qtilde)", well_posed, ref.qtilde[i])
+                check_hypo(h, ref.hypo[i], f"{name}: hypotest({mu}, qtilde)", well_posed)
             check_stat(h.test_stat, ref.qtilde[i], f"{name}: hypotest({mu}).test_stat (q~)")
     if "extras" in parts:
         check_stat(ours["q0_wide"], ref.q0_wide, f"{name}: q0 with POI bounds {WIDE}")
