@@ -110,6 +110,9 @@ def hypotest(
 
         if key is None:
             raise InvalidInput("calculator='toybased' needs a PRNG key: key=jax.random.key(0)")
+        from .sampling import check_key
+
+        check_key(key)
         if int(n_toys) < 1:
             raise InvalidInput(f"n_toys must be >= 1, got {n_toys}")
         if chunk_size is not None and int(chunk_size) < 1:
