@@ -100,8 +100,9 @@ def _stuck_on_bounds(theta, g, free, lo, hi):
     gradient. That is what a product of factors that all vanish looks like
     (two normfactors of one sample both at 0): every first derivative along
     them is 0, the curvature is only mixed, so the point can be a saddle that
-    a Newton step (d = 0 where g = 0) never leaves."""
-    return free & (g == 0.0) & ((theta == lo) | (theta == hi)) & (lo < hi)
+    a Newton step (d = 0 where g = 0) never leaves. (``free`` already
+    excludes fixed parameters and empty boxes.)"""
+    return free & (g == 0.0) & ((theta == lo) | (theta == hi))
 
 
 def _kicked(theta, stuck, lo, hi):

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from ._x64 import public
-from .fits import _Problem, _poi_index, _solve, _value_at, fix_poi, make_problem
+from .fits import _Problem, _poi_index, _solve, _value_at, _varying_objective, fix_poi, make_problem
 from .model import Model
 from .solver import SolverOptions
 
@@ -82,8 +82,7 @@ def _better_start(prob: _Problem, init, fixed, candidate):
     lower than at ``init`` (a NaN NLL never wins), else ``init``."""
     prob = jax.lax.stop_gradient(prob)
     cand = jnp.where(fixed, init, jnp.clip(jax.lax.stop_gradient(candidate), prob.bounds[:, 0], prob.bounds[:, 1]))
-    model, prep = prob.model, prob.model.prepare()
-    nll = lambda t: -model._logpdf_varying(t, prob.data, prep)
+    nll = functools.partial(_varying_objective, model=prob.model, data=prob.data, prep=prob.model.prepare())
     return jnp.where(nll(cand) < nll(init), cand, init)
 
 
