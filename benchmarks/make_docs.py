@@ -44,7 +44,7 @@ line.
 ## Reading the numbers
 
 Status against the issues' targets, from the runs of 2026-12-06 on the 2-core
-CPU above (inference and environment tables from the fourth session that day,
+CPU above (inference and environment tables from the fifth session that day,
 logpdf tables from the second; rerunning the scripts rewrites the tables, not
 this paragraph). NextStat's own rates move by up to ~20% between runs on this
 machine (seed q0 33.5k/s and 37.2k/s, toys 56k/s and 69k/s in two runs the
@@ -52,12 +52,20 @@ same day), so each ratio is from one run with both engines side by side:
 
 | target | measured | status |
 |---|---|---|
-| q0 throughput, seed model, >= 30x NextStat | 8.8x (328k/s; NextStat 37.2k/s in this run; 9.5x in the previous run) | not met |
-| q0 throughput, 201-parameter model, >= 25x NextStat | 22.4x (16.8k/s; NextStat 751/s in this run; 24x in the previous run) | not met |
-| q0 + gradient costs no more than q0 | seed: within run-to-run noise (cheaper in this run); 201 par: 12% dearer (15.0k/s) | not met on 201 par |
-| toys/s >= 10x NextStat (which uses every core) | 1.96x seed (135k/s), 7.05x 201 par (10.2k/s); were 1.35x and 6.6x | not met |
-| batched gymnax env >= 50x NextStat's single env | 16.3x (537k steps/s at 4096 envs; NextStat 33.0k in this run; 13.6x before the fits were warm-started from the previous step) | not met |
+| q0 throughput, seed model, >= 30x NextStat | 12.3x (460k/s; NextStat 37.6k/s in this run; 8.8x before the unrolled loop) | not met |
+| q0 throughput, 201-parameter model, >= 25x NextStat | 22.6x (16.4k/s; NextStat 728/s in this run; 22.4x and 24x in earlier runs) | not met |
+| q0 + gradient costs no more than q0 | seed: within run-to-run noise (cheaper in this run); 201 par: 16% dearer (14.1k/s) | not met on 201 par |
+| toys/s >= 10x NextStat (which uses every core) | 2.17x seed (138k/s), 7.23x 201 par (9.3k/s; NextStat 1.29k/s in this run) | not met |
+| batched gymnax env >= 50x NextStat's single env | 24.5x (772k steps/s at 4096 envs; NextStat 31.5k in this run; 16.3x before the unrolled loop, 13.6x before warm starts) | not met |
 | single-call latency stated honestly | NextStat ~10x faster on the seed fit and ~5x on the seed hypotest; we are ~2x (fit) and ~5.5x (hypotest) faster on 201 parameters | stated |
+
+Small models since the fifth session of 2026-12-06: the solver's loop runs
+unrolled entry by entry for batches of small elements (`unrolled.py`,
+docs/design.md): a Newton iteration of the seed model is a few dozen fused
+passes over (batch,) vectors instead of ~100 kernels over (batch, 8) arrays.
+Seed q0 x4096 328k/s -> 460k/s, gymnax env 537k -> 772k steps/s; the
+201-parameter model (too wide to unroll) and the seed's toys (whose time is
+outside the fits' loop) are unchanged.
 
 The environment since the fourth session of 2026-12-06: each step's fits
 start from the previous step's optima (whichever of them and the usual init
