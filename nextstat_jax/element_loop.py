@@ -110,8 +110,8 @@ def _staged(cond, body, leaves, tree, n_ctx: int, mask: tuple):
 
 #: elements carrying at most this many numbers run their iterations unrolled,
 #: in batches of at least ``UNROLL_MIN_BATCH`` (measured on the seed model,
-#: 2 cores: 4096 q0 7.3 ms unrolled vs 10.6 ms vmapped, 256 q0 0.89 vs 1.18 ms,
-#: 64 q0 0.41 vs 0.36 ms; unrolling costs 1.5-3 s more compile time)
+#: 2 cores: 4096 q0 6.5 ms unrolled vs 10.7 ms vmapped, 256 q0 0.88 vs 1.13 ms,
+#: 64 q0 0.36 vs 0.33 ms; unrolling costs 1.5-3 s more compile time)
 UNROLL_WIDTH = 256
 UNROLL_MIN_BATCH = 256
 
@@ -129,15 +129,14 @@ def _batched_loop(cond, body, ctx, state, ctx_axes, n: int, unrolled: bool):
 
     vcond = jax.vmap(cond)
     vbody = batched(body, in_axes=(ctx_axes, 0))
-    ctx_leaves, ctx_tree = jax.tree_util.tree_flatten(ctx)
-    ctx_mask = jax.tree_util.tree_leaves(ctx_axes, is_leaf=lambda x: x is None)
+    ctx_tree = jax.tree_util.tree_structure(ctx)
+    ctx_mask = [a is not None for a in jax.tree_util.tree_leaves(ctx_axes, is_leaf=lambda x: x is None)]
     sizes = [n]
     while sizes[-1] // SHRINK >= MIN_STAGE:
         sizes.append(sizes[-1] // SHRINK)
 
-    def stage(k, ctx_leaves, state):
+    def stage(k, ctx, state):
         limit = sizes[k + 1] if k + 1 < len(sizes) else 0
-        ctx = jax.tree_util.tree_unflatten(ctx_tree, ctx_leaves)
 
         def step(s):
             active = vcond(s)
@@ -151,8 +150,9 @@ def _batched_loop(cond, body, ctx, state, ctx_axes, n: int, unrolled: bool):
         # the (at most `limit`) active elements; padding slots point past the end
         idx = jnp.nonzero(vcond(state), size=limit, fill_value=sizes[k])[0]
         take = lambda x: jnp.take(x, idx, axis=0, mode="clip")
-        sub_ctx = [x if a is None else take(x) for x, a in zip(ctx_leaves, ctx_mask)]
+        sub_ctx = jax.tree_util.tree_unflatten(
+            ctx_tree, [take(x) if m else x for x, m in zip(jax.tree_util.tree_leaves(ctx), ctx_mask)])
         sub = stage(k + 1, sub_ctx, jax.tree_util.tree_map(take, state))
         return jax.tree_util.tree_map(lambda full, part: full.at[idx].set(part, mode="drop"), state, sub)
 
-    return stage(0, ctx_leaves, state)
+    return stage(0, ctx, state)

@@ -594,8 +594,7 @@ def unrolled_vmap(fun: Callable, in_axes: Any = 0) -> Callable:
         floats = [x for x, b in zip(leaves, batched) if b and jnp.issubdtype(x.dtype, jnp.floating)]
         if floats:  # ones at run time: true | false, which XLA does not fold for floats
             e = floats[0].reshape((n, -1))[:, 0]
-            runner.one = lax.convert_element_type((e == e) | (e != e), jnp.float64 if
-                                                  e.dtype == jnp.float64 else e.dtype)
+            runner.one = lax.convert_element_type((e == e) | (e != e), e.dtype)
         ins = []
         for x, b in zip(leaves, batched):
             if b:
