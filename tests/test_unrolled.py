@@ -130,12 +130,10 @@ def _q0_batch(model, ys):
     return jax.jit(jax.vmap(lambda y: nsj.q0(model.with_yields("SR", "signal", y))))(ys)
 
 
-def test_solver_iterations_unrolled_equal_vmapped(monkeypatch):
-    """The seed model's batched fits run unrolled; forcing jax.vmap gives the
-    same q0 (the loop is the same; only reductions may round differently)."""
-    model = nsj.from_pyhf(seed_workspace())
-    nominal = np.asarray(model.sample_yields("SR", "signal"))
-    ys = jnp.asarray(nominal * np.exp(np.random.default_rng(3).normal(0, 0.5, (1024, nominal.size))))
+def _unrolled_then_vmapped(monkeypatch, compute):
+    """``compute()`` with the solver loop free to unroll, then with unrolling
+    disabled: (first result, second result, loop bodies that ran unrolled in
+    the first run); none may run unrolled in the second."""
     seen = []
 
     def spy(fun, in_axes=0):  # records bodies that did unroll
@@ -147,13 +145,23 @@ def test_solver_iterations_unrolled_equal_vmapped(monkeypatch):
 
     monkeypatch.setattr(element_loop, "unrolled_vmap", spy)
     jax.clear_caches()  # the fits' inner jits would reuse programs traced before
-    fast = np.asarray(_q0_batch(model, ys))
-    assert seen, "the batched solver loop did not run unrolled"
+    fast = compute()
+    n_unrolled = len(seen)
     monkeypatch.setattr(element_loop, "UNROLL_WIDTH", -1)
     jax.clear_caches()
-    n_seen = len(seen)
-    plain = np.asarray(_q0_batch(model, ys))
-    assert len(seen) == n_seen, "the loop ran unrolled although disabled"
+    plain = compute()
+    assert len(seen) == n_unrolled, "the loop ran unrolled although disabled"
+    return fast, plain, n_unrolled
+
+
+def test_solver_iterations_unrolled_equal_vmapped(monkeypatch):
+    """The seed model's batched fits run unrolled; forcing jax.vmap gives the
+    same q0 (the loop is the same; only reductions may round differently)."""
+    model = nsj.from_pyhf(seed_workspace())
+    nominal = np.asarray(model.sample_yields("SR", "signal"))
+    ys = jnp.asarray(nominal * np.exp(np.random.default_rng(3).normal(0, 0.5, (1024, nominal.size))))
+    fast, plain, n_unrolled = _unrolled_then_vmapped(monkeypatch, lambda: np.asarray(_q0_batch(model, ys)))
+    assert n_unrolled, "the batched solver loop did not run unrolled"
     np.testing.assert_allclose(fast, plain, rtol=1e-9, atol=1e-9)
     assert np.all(np.isfinite(fast)) and np.max(fast) > 1.0
 
@@ -178,22 +186,8 @@ def test_fits_unrolled_equal_vmapped_on_corpus_models(name, unrolls, monkeypatch
     expected = np.asarray(model.expected_data(model.suggested_init(), include_auxdata=False))
     data = np.random.default_rng(11).poisson(np.maximum(expected, 0.0), (256, expected.size)).astype(float)
     fits = lambda: jax.jit(jax.vmap(lambda d: nsj.fit(model, d, covariance=False)))(jnp.asarray(data))
-    seen = []
-
-    def spy(fun, in_axes=0):  # records bodies that did unroll
-        def run(*args):
-            out = unrolled.unrolled_vmap(fun, in_axes)(*args)
-            seen.append(fun)
-            return out
-        return run
-
-    monkeypatch.setattr(element_loop, "unrolled_vmap", spy)
-    jax.clear_caches()
-    fast = fits()
-    monkeypatch.setattr(element_loop, "UNROLL_WIDTH", -1)
-    jax.clear_caches()
-    plain = fits()
-    assert bool(seen) == unrolls
+    fast, plain, n_unrolled = _unrolled_then_vmapped(monkeypatch, fits)
+    assert bool(n_unrolled) == unrolls
     np.testing.assert_array_equal(np.asarray(fast.converged), np.asarray(plain.converged))
     assert np.mean(np.asarray(plain.converged)) > 0.9
     np.testing.assert_array_equal(np.asarray(fast.n_iter), np.asarray(plain.n_iter))
