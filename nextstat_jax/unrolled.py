@@ -87,6 +87,8 @@ _INLINE = {"pjit": "jaxpr", "jit": "jaxpr", "closed_call": "call_jaxpr", "core_c
 _REDUCE = {"reduce_sum": lax.add, "reduce_max": lax.max, "reduce_min": lax.min,
            "reduce_prod": lax.mul, "reduce_and": lax.bitwise_and, "reduce_or": lax.bitwise_or}
 _CUMULATIVE = {"cumsum": lax.add, "cumprod": lax.mul, "cummax": lax.max, "cummin": lax.min}
+#: primitive names of the lax functions reductions apply (for identity folding)
+_LAX_NAMES = {lax.add: "add", lax.mul: "mul", lax.max: "max", lax.min: "min"}
 
 
 def _is_unrolled(v) -> bool:
@@ -217,23 +219,29 @@ class _Run:
         objs = [np.broadcast_to(_objects(v), shape) for v in ins]
         out = np.empty(shape, object)
         in_dtypes = [np.asarray(v).dtype if not _is_unrolled(v) else None for v in ins]
+        bind = lambda *vs: prim.bind(*vs, **params)
         for idx in np.ndindex(shape):
             es = [o[idx] for o in objs]
-            if not any(_traced(e) for e in es):
-                with jax.ensure_compile_time_eval():
-                    out[idx] = np.asarray(prim.bind(*[jnp.asarray(e) for e in es], **params))
-                continue
-            folded = self.identity(prim.name, es, aval.dtype)
-            if folded is not None:
-                out[idx] = folded
-                continue
-            vs = [self.vec(e, e.dtype if _traced(e) else (dt if dt is not None else np.asarray(e).dtype))
-                  for e, dt in zip(es, in_dtypes)]
-            if any(v.shape == (self.n,) for v in vs):
-                vs = [v if v.shape == (self.n,) else jnp.broadcast_to(v, (self.n,)) for v in vs]
-            res = prim.bind(*vs, **params)
-            out[idx] = self.note(res, 0 if prim.name in _EXPENSIVE else 1 + sum(self.cost_of(e) for e in es))
+            dts = [e.dtype if _traced(e) else (dt if dt is not None else np.asarray(e).dtype)
+                   for e, dt in zip(es, in_dtypes)]
+            out[idx] = self.entry(prim.name, bind, es, dts, aval.dtype)
         return out
+
+    def entry(self, name: str, fn, es: list, dts: list, dtype):
+        """``fn`` (primitive ``name``) on one position's entries ``es`` taken
+        as ``dts``, giving ``dtype``: evaluated at trace time when all are
+        constants, decided by :meth:`identity` where a constant settles it,
+        else bound on (n,)/() vectors (its fused-chain cost noted)."""
+        if not any(_traced(e) for e in es):
+            with jax.ensure_compile_time_eval():
+                return np.asarray(fn(*[jnp.asarray(e, dt) for e, dt in zip(es, dts)]))
+        folded = self.identity(name, es, dtype)
+        if folded is not None:
+            return folded
+        vs = [self.vec(e, dt) for e, dt in zip(es, dts)]
+        if any(v.shape == (self.n,) for v in vs):
+            vs = [v if v.shape == (self.n,) else jnp.broadcast_to(v, (self.n,)) for v in vs]
+        return self.note(fn(*vs), 0 if name in _EXPENSIVE else 1 + sum(self.cost_of(e) for e in es))
 
     # ---- structure (rearrangements of entries: no work)
     def p_broadcast_in_dim(self, eqn, params, ins):
@@ -399,18 +407,8 @@ class _Run:
         return self.vec(e, dtype) if _traced(e) else np.asarray(e, dtype)
 
     def _binary(self, op, a, b, dtype):
-        """``op(a, b)`` on two entries (constant-folded when both are constants)."""
-        if not _traced(a) and not _traced(b):
-            with jax.ensure_compile_time_eval():
-                return np.asarray(op(jnp.asarray(a, dtype), jnp.asarray(b, dtype)))
-        folded = self.identity({lax.add: "add", lax.mul: "mul"}.get(op, ""), [a, b], dtype)
-        if folded is not None:
-            return folded
-        a, b = self.vec(a, dtype), self.vec(b, dtype)
-        cost = 1 + self.cost_of(a) + self.cost_of(b)
-        if a.shape != b.shape:
-            a, b = jnp.broadcast_to(a, (self.n,)), jnp.broadcast_to(b, (self.n,))
-        return self.note(op(a, b), cost)
+        """``op(a, b)`` (``lax.add``, ``lax.mul``, ...) on two entries of ``dtype``."""
+        return self.entry(_LAX_NAMES.get(op, ""), op, [a, b], [dtype, dtype], dtype)
 
     def _fold(self, op, entries, dtype):
         acc = entries[0]
@@ -460,8 +458,7 @@ class _Run:
         n_lf = len(lf)
         for idx in np.ndindex(out.shape):
             b, i, j = idx[:len(nb)], idx[len(nb):len(nb) + n_lf], idx[len(nb) + n_lf:]
-            terms = [self._binary(lax.mul, L[b + i + (k,)], R[b + j + (k,)], dtype) for k in range(nk)
-                     if not (_const(L[b + i + (k,)], 0) or _const(R[b + j + (k,)], 0))]
+            terms = [self._binary(lax.mul, L[b + i + (k,)], R[b + j + (k,)], dtype) for k in range(nk)]
             out[idx] = self._fold(lax.add, terms, dtype) if terms else np.zeros((), dtype)
         return out
 
