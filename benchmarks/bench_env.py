@@ -40,10 +40,14 @@ N_BINS = 8
 
 
 def _rate(step_batch, n_per_call: int, seconds: float, min_calls: int = 3):
-    """(transitions/s, first call s): the first call is timed apart (compilation)."""
+    """(transitions/s, first call s): the first call is timed apart
+    (compilation), the next ``min_calls`` run untimed (the first calls after
+    a compile run slower), then calls are timed for ``seconds``."""
     t0 = time.perf_counter()
     step_batch()
     first = time.perf_counter() - t0
+    for _ in range(min_calls):
+        step_batch()
     calls, t0 = 0, time.perf_counter()
     while calls < min_calls or time.perf_counter() - t0 < seconds:
         step_batch()

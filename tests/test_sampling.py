@@ -43,7 +43,7 @@ def chi2_pvalue(x, rate, n_bins=40):
     return stats.chi2.sf(chi2, max(upper.size, 1))
 
 
-@pytest.mark.parametrize("rate", [1e-3, 0.7, 3.0, 9.99, 10.0, 10.5, 37.0, 1e3, 1e6, 1e9])
+@pytest.mark.parametrize("rate", [1e-3, 0.7, 3.0, 9.99, 10.0, 10.5, 37.0, 150.0, 200.0, 200.5, 1e3, 1e6, 1e9])
 def test_draws_follow_the_poisson_distribution(rate):
     x = draws(rate)
     assert np.all(x == np.round(x)) and np.all(x >= 0)
@@ -85,16 +85,31 @@ def test_each_entry_follows_its_own_rate():
     assert np.all(x[:, 0] == 0)
 
 
-def test_the_unrolled_walk_and_its_loop_agree(monkeypatch):
-    """Inversion is deterministic given its uniform: walking 2 steps unrolled
-    and the rest in the loop gives exactly the draws of the default."""
-    rates = jnp.linspace(0.0, 9.99, 4000)
+def test_inversion_is_the_exact_quantile_of_its_uniform():
+    """Given its uniform, a table draw is the Poisson quantile min{k : F(k) >= u}
+    (scipy's ppf), from rate 0 to TABLE_MAX, tails included."""
+    stats = pytest.importorskip("scipy.stats")
+    rates = jnp.concatenate([jnp.linspace(0.0, sampling.TABLE_MAX, 2001), jnp.asarray([1e-9, 0.5, 199.99])])
     key = jax.random.key(5)
-    default = np.asarray(sampling.poisson(key, rates))
-    monkeypatch.setattr(sampling, "_UNROLLED", 2)
-    looped = np.asarray(sampling.poisson(key, rates))
-    np.testing.assert_array_equal(default, looped)
-    assert default.max() > 10  # the loop did run
+    u = np.asarray(jax.random.uniform(key, rates.shape, rates.dtype))
+    ours = np.asarray(jax.jit(sampling._inversion)(key, rates))
+    ref = stats.poisson.ppf(u, np.asarray(rates))
+    assert np.array_equal(ours, np.where(np.asarray(rates) > 0, ref, 0.0))
+    # the extreme uniforms, through the table directly
+    lam = jnp.asarray([3.0, 150.0])
+    start = np.asarray(sampling._window_start(lam))
+    for uu in (2**-52, 0.5, 1 - 2**-52):  # the smallest and largest nonzero uniforms
+        k = np.asarray(jax.jit(lambda u: _table_quantile(lam, u))(jnp.full(2, uu)))
+        assert np.all(k >= start) and np.all(k < start + sampling.TABLE_SIZE)
+        np.testing.assert_array_equal(k, stats.poisson.ppf(uu, np.asarray(lam)))
+
+
+def _table_quantile(lam, u):
+    """_inversion's draw for given uniforms (its uniform replaced)."""
+    import unittest.mock
+
+    with unittest.mock.patch.object(jax.random, "uniform", lambda key, shape, dtype: u):
+        return sampling._inversion(jax.random.key(0), lam)
 
 
 def test_batched_and_unbatched_rates_give_the_same_draws():

@@ -9,6 +9,7 @@ from jax import lax
 import nextstat_jax as nsj
 from nextstat_jax import element_loop, unrolled
 from nextstat_jax.datasets import seed_workspace
+from nextstat_jax.solver import KINK_EPS
 from nextstat_jax.unrolled import Unsupported, unrolled_vmap
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -192,4 +193,8 @@ def test_fits_unrolled_equal_vmapped_on_corpus_models(name, unrolls, monkeypatch
     assert np.mean(np.asarray(plain.converged)) > 0.9
     np.testing.assert_array_equal(np.asarray(fast.n_iter), np.asarray(plain.n_iter))
     np.testing.assert_allclose(fast.twice_nll, plain.twice_nll, rtol=1e-12)
-    np.testing.assert_allclose(fast.bestfit, plain.bestfit, rtol=1e-7, atol=1e-9)
+    # atol: a parameter at a code0/code1 kink (non-smooth at 0) stops anywhere
+    # within KINK_EPS of it, on either side, as the last bits fall (the two
+    # programs sum in different orders): over data seeds 11-14, +-9e-7 at the
+    # kinked parameter and 4e-8 elsewhere, while twice_nll agrees to 1e-12
+    np.testing.assert_allclose(fast.bestfit, plain.bestfit, rtol=1e-7, atol=2 * KINK_EPS)
