@@ -43,7 +43,7 @@ def chi2_pvalue(x, rate, n_bins=40):
     return stats.chi2.sf(chi2, max(upper.size, 1))
 
 
-@pytest.mark.parametrize("rate", [1e-3, 0.7, 3.0, 9.99, 10.0, 10.5, 37.0, 200.0, 200.5, 1e3, 1e6, 1e9])
+@pytest.mark.parametrize("rate", [1e-3, 0.7, 3.0, 9.99, 10.0, 10.5, 37.0, 200.5, 1e3, 1e6, 1e9])
 def test_draws_follow_the_poisson_distribution(rate):
     x = draws(rate)
     assert np.all(x == np.round(x)) and np.all(x >= 0)
