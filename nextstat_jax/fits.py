@@ -119,10 +119,29 @@ def _kink_mask(layout) -> Optional[np.ndarray]:
     return mask if mask.any() else None
 
 
-def _other_side_of_kinks(theta, kinks, fixed):
+def _two_sided(model: Model) -> jax.Array:
+    """(P,) bool: parameters with a piecewise (code 0/1) variation whose up and
+    down templates move a yield the same way (both above or both below the
+    nominal). Along such a parameter the NLL can have a Lambda-shaped kink at
+    0, with a local minimum on each side that a Newton method, standing on one
+    side, cannot see across."""
+    lay = model.layout
+    out = jnp.zeros((lay.n_params,), model.nominal.dtype)
+    if lay.normsys_code in _KINKED_CODES and lay.ns_par.shape[0]:
+        same = (model.ns_hi - 1.0) * (1.0 - model.ns_lo) < 0
+        out = out.at[lay.ns_par].max(same.astype(out.dtype))
+    if lay.histosys_code in _KINKED_CODES and lay.hs_par.shape[0]:
+        nom = model.nominal[lay.hs_sample, lay.hs_bin]
+        same = (model.hs_hi - nom) * (nom - model.hs_lo) < 0
+        out = out.at[lay.hs_par].max(same.astype(out.dtype))
+    return out > 0
+
+
+def _other_side_of_kinks(theta, kinks, fixed, two_sided):
     """``theta`` with every free kinked parameter within ``KINK_WINDOW`` of its
-    kink moved to the mirror point on the other side (``0`` -> ``-1e-8``)."""
-    near = kinks & ~fixed & (jnp.abs(theta) < KINK_WINDOW)
+    kink, and every ``two_sided`` one wherever it is, moved to the mirror point
+    on the other side (``0`` -> ``-1e-8``)."""
+    near = kinks & ~fixed & ((jnp.abs(theta) < KINK_WINDOW) | two_sided)
     mirror = jnp.where(theta > 0, -theta, jnp.maximum(-theta, 1e-8))
     return jnp.where(near, mirror, theta)
 
@@ -155,7 +174,9 @@ def _solve(prob: _Problem, options: SolverOptions) -> Solution:
     * codes 0/1 have a slope jump at alpha = 0: one side's piece can have its
       minimum a hair from the kink while the other side descends further (a
       one-sided systematic with slightly pulled auxdata, e.g. Asimov data).
-      A second solve starts across every nearby kink;
+      A second solve starts across every nearby kink, and across the kink of
+      every parameter whose two variations move a yield the same way (a
+      Lambda-shaped kink has a minimum on each side, however far from 0);
     * histosys code 2, as pyhf implements it, jumps in value at |alpha| = 1, so
       the minimum can sit exactly at alpha = +-1 on the central piece while a
       Newton step lands on the outer piece's own minimum. A third solve keeps
@@ -174,7 +195,8 @@ def _solve(prob: _Problem, options: SolverOptions) -> Solution:
     sol = run(prob.init, lo, hi)
     best = sol
     if kinks is not None:
-        best = _lower(best, run(_other_side_of_kinks(sol.theta, jnp.asarray(kinks), prob.fixed), lo, hi))
+        mirror = _other_side_of_kinks(sol.theta, jnp.asarray(kinks), prob.fixed, _two_sided(prob.model))
+        best = _lower(best, run(mirror, lo, hi))
     central = _central_piece_mask(prob.model.layout)
     if central is not None:
         c = jnp.asarray(central) & ~prob.fixed

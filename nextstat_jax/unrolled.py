@@ -42,6 +42,8 @@ import numpy as np
 from jax import lax
 from jax.extend import core as jex_core
 
+from . import fastlog
+
 __all__ = ["unrolled_vmap", "Unsupported", "MAX_ENTRIES"]
 
 #: the largest number of entries (summed over the outputs of every equation,
@@ -113,7 +115,9 @@ class _Run:
         self.n = n
         self.entries = 0
         self.one = None  # a (n,) vector of ones XLA cannot fold (materialize)
-        self.cost = {}  # id(entry) -> (entry, cheap operations XLA would fuse into each use)
+        # id(entry) -> (entry, the cheap operations XLA would fuse into each
+        # use: a frozenset of their ids, or None once MATERIALIZE_COST or more)
+        self.cost = {}
 
     # ---- entries
     def vec(self, e, dtype):
@@ -172,16 +176,29 @@ class _Run:
         out = arr.reshape(-1).copy()
         for i, e in enumerate(out):
             if _traced(e) and e.shape == (self.n,) and jnp.issubdtype(e.dtype, jnp.floating) \
-                    and self.cost_of(e) >= MATERIALIZE_COST:
-                out[i] = self.note(lax.div(e, self.one.astype(e.dtype)), 0)
+                    and self.chain(e) is None:
+                out[i] = self.note(lax.div(e, self.one.astype(e.dtype)), frozenset())
         return out.reshape(arr.shape)
 
-    def note(self, e, cost):
-        self.cost[id(e)] = (e, cost)
+    def note(self, e, chain):
+        self.cost[id(e)] = (e, chain)
         return e
 
-    def cost_of(self, e):
-        return self.cost.get(id(e), (None, 0))[1] if _traced(e) else 0
+    def chain(self, e):
+        """The cheap operations behind entry ``e`` (a set: shared producers
+        count once, as XLA computes them once per fusion), None if at least
+        ``MATERIALIZE_COST``."""
+        return self.cost.get(id(e), (None, frozenset()))[1] if _traced(e) else frozenset()
+
+    def grown(self, e, es):
+        """The chain of ``e``, a cheap operation on entries ``es``."""
+        chain = {id(e)}
+        for x in es:
+            c = self.chain(x)
+            if c is None:
+                return None
+            chain |= c
+        return frozenset(chain) if len(chain) < MATERIALIZE_COST else None
 
     def _const(self, val):
         if isinstance(val, jax.core.Tracer):
@@ -220,6 +237,8 @@ class _Run:
         out = np.empty(shape, object)
         in_dtypes = [np.asarray(v).dtype if not _is_unrolled(v) else None for v in ins]
         bind = lambda *vs: prim.bind(*vs, **params)
+        if prim.name == "log" and aval.dtype == np.float64 and jax.default_backend() == "cpu":
+            bind = fastlog.log  # XLA's CPU log is a scalar call per entry; this one vectorises
         for idx in np.ndindex(shape):
             es = [o[idx] for o in objs]
             dts = [e.dtype if _traced(e) else (dt if dt is not None else np.asarray(e).dtype)
@@ -241,7 +260,8 @@ class _Run:
         vs = [self.vec(e, dt) for e, dt in zip(es, dts)]
         if any(v.shape == (self.n,) for v in vs):
             vs = [v if v.shape == (self.n,) else jnp.broadcast_to(v, (self.n,)) for v in vs]
-        return self.note(fn(*vs), 0 if name in _EXPENSIVE else 1 + sum(self.cost_of(e) for e in es))
+        out = fn(*vs)
+        return self.note(out, frozenset() if name in _EXPENSIVE else self.grown(out, es))
 
     # ---- structure (rearrangements of entries: no work)
     def p_broadcast_in_dim(self, eqn, params, ins):

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from nextstat_jax import element_loop
 from nextstat_jax.element_loop import MIN_STAGE, SHRINK, element_while
 
 
@@ -94,12 +95,21 @@ def test_under_scan_and_grad_context():
     np.testing.assert_array_equal(np.asarray(ks[0]), np.asarray(ref_steps))
 
 
-def test_compaction_stages_in_the_program():
-    """A batch of SHRINK**2 * MIN_STAGE runs in three stages (three loops);
-    one smaller than SHRINK * MIN_STAGE in one."""
-    def n_loops(n):
-        text = jax.jit(jax.vmap(lambda x: _ours(x, 3.0, 1.0))).lower(_starts(n)).as_text()
-        return text.count("stablehlo.while")
+def _n_loops(n):
+    text = jax.jit(jax.vmap(lambda x: _ours(x, 3.0, 1.0))).lower(_starts(n)).as_text()
+    return text.count("stablehlo.while")
 
-    assert n_loops(SHRINK * SHRINK * MIN_STAGE) == 3
-    assert n_loops(SHRINK * MIN_STAGE - 1) == 1
+
+def test_compaction_stages_in_the_program(monkeypatch):
+    """Vmapped (not unrolled): a batch of SHRINK**2 * MIN_STAGE runs in three
+    stages (three loops); one smaller than SHRINK * MIN_STAGE in one."""
+    monkeypatch.setattr(element_loop, "UNROLL_WIDTH", -1)
+    jax.clear_caches()
+    assert _n_loops(SHRINK * SHRINK * MIN_STAGE) == 3
+    assert _n_loops(SHRINK * MIN_STAGE - 1) == 1
+
+
+def test_unrolled_batches_run_one_loop():
+    """Small elements run unrolled as one loop over the whole batch."""
+    jax.clear_caches()
+    assert _n_loops(SHRINK * SHRINK * MIN_STAGE) == 1
