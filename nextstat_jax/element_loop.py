@@ -124,6 +124,41 @@ UNROLL_WIDTH = 256
 UNROLL_MIN_BATCH = 256
 
 
+#: an unrolled loop stops on the whole batch once at most 1/``TAIL`` of it is
+#: still going; those elements finish in a buffer that small
+TAIL = 64
+
+
+def _take(tree, idx, axes=None):
+    """Rows ``idx`` of every leaf batched on axis 0 (per ``axes``; all when None)."""
+    if axes is None:
+        return jax.tree_util.tree_map(lambda x: jnp.take(x, idx, axis=0, mode="clip"), tree)
+    return jax.tree_util.tree_map(lambda a, x: x if a is None else jnp.take(x, idx, axis=0, mode="clip"),
+                                  axes, tree, is_leaf=lambda x: x is None)
+
+
+def _unrolled_with_tail(cond, single, ctx, state, ctx_axes, n: int):
+    """The unrolled loop on the whole batch until at most ``n // TAIL``
+    elements are still going, then those (gathered) in a loop of their own."""
+    tail = n // TAIL
+    if tail < MIN_TAIL:
+        return unrolled_vmap(single, in_axes=(ctx_axes, 0))(ctx, state)
+    state = unrolled_vmap(single, in_axes=(ctx_axes, 0), stop_at=tail)(ctx, state)
+    active = jax.vmap(cond)(state)
+
+    def finish(state):
+        idx = jnp.nonzero(active, size=tail, fill_value=n)[0]
+        # vmapped: as fast as unrolled at this size, and compiles in less time
+        sub = jax.vmap(single, in_axes=(ctx_axes, 0))(_take(ctx, idx, ctx_axes), _take(state, idx))
+        return jax.tree_util.tree_map(lambda full, part: full.at[idx].set(part, mode="drop"), state, sub)
+
+    return lax.cond(jnp.any(active), finish, lambda s: s, state)
+
+
+#: the smallest tail worth its gathers and scatters
+MIN_TAIL = 16
+
+
 def _batched_loop(cond, body, ctx, state, ctx_axes, n: int, unrolled: bool):
     """The loop over a batch of ``n`` (state batched on axis 0, ``ctx`` per
     ``ctx_axes``). ``unrolled``: the body runs entry by entry
@@ -131,14 +166,14 @@ def _batched_loop(cond, body, ctx, state, ctx_axes, n: int, unrolled: bool):
     of one kernel per operation; raises ``Unsupported`` at trace time where
     the body cannot be unrolled); else ``jax.vmap``."""
     batched = unrolled_vmap if unrolled else jax.vmap
-    if unrolled or n < SHRINK * MIN_STAGE:
-        single = lambda c, s: lax.while_loop(cond, lambda t: body(c, t), s)
+    single = lambda c, s: lax.while_loop(cond, lambda t: body(c, t), s)
+    if unrolled:
+        return _unrolled_with_tail(cond, single, ctx, state, ctx_axes, n)
+    if n < SHRINK * MIN_STAGE:
         return batched(single, in_axes=(ctx_axes, 0))(ctx, state)
 
     vcond = jax.vmap(cond)
     vbody = batched(body, in_axes=(ctx_axes, 0))
-    ctx_tree = jax.tree_util.tree_structure(ctx)
-    ctx_mask = [a is not None for a in jax.tree_util.tree_leaves(ctx_axes, is_leaf=lambda x: x is None)]
     sizes = [n]
     while sizes[-1] // SHRINK >= MIN_STAGE:
         sizes.append(sizes[-1] // SHRINK)
@@ -157,10 +192,7 @@ def _batched_loop(cond, body, ctx, state, ctx_axes, n: int, unrolled: bool):
             return state
         # the (at most `limit`) active elements; padding slots point past the end
         idx = jnp.nonzero(vcond(state), size=limit, fill_value=sizes[k])[0]
-        take = lambda x: jnp.take(x, idx, axis=0, mode="clip")
-        sub_ctx = jax.tree_util.tree_unflatten(
-            ctx_tree, [take(x) if m else x for x, m in zip(jax.tree_util.tree_leaves(ctx), ctx_mask)])
-        sub = stage(k + 1, sub_ctx, jax.tree_util.tree_map(take, state))
+        sub = stage(k + 1, _take(ctx, idx, ctx_axes), _take(state, idx))
         return jax.tree_util.tree_map(lambda full, part: full.at[idx].set(part, mode="drop"), state, sub)
 
     return stage(0, ctx, state)

@@ -98,7 +98,9 @@ def hypotest(
         progress: show a progress bar for toys (default: when n_toys >= 5000).
 
     Returns:
-        :class:`HypotestResult` (one type whatever the options).
+        :class:`HypotestResult` (one type whatever the options; the
+        toy-based one holds NumPy arrays, computed on the host from the
+        toys' statistics).
     """
     if test_stat not in ("q0", "q", "qtilde"):
         raise InvalidInput(f"test_stat must be 'q0', 'q' or 'qtilde', got {test_stat!r}")

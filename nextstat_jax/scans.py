@@ -176,7 +176,7 @@ def scan_fits(prob, index: int, values, options: SolverOptions):
     def one(init, fixed):
         p = prob._replace(init=init, fixed=fixed)
         sol = _solve(p, options)
-        return _value_at(sol.theta, p), _implicit(sol.theta, p), sol.converged
+        return _value_at(sol, p), _implicit(sol.theta, p), sol.converged
 
     return jax.vmap(one)(inits, fixeds)
 
@@ -247,7 +247,7 @@ def curve_points(prob, mus, kind: str, poi: int, options: SolverOptions):
     def one(data, init, fixed):
         p = prob._replace(data=data, init=init, fixed=fixed)
         sol = _solve(p, options)
-        return _value_at(sol.theta, p), jax.lax.stop_gradient(sol.theta[poi]), sol.converged
+        return _value_at(sol, p), jax.lax.stop_gradient(sol.theta[poi]), sol.converged
 
     nll, poi_hat, conv = jax.vmap(one)(datas, inits, fixeds)
     q = from_fits(first.twice_nll[0], first.poi_hat[0], nll[1 : n + 1], mus, kind)

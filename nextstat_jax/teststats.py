@@ -71,7 +71,7 @@ def profiles(prob: _Problem, poi_index: int, options: SolverOptions, mus=(), fre
         p = prob._replace(init=init, fixed=fixed)
         sol = _solve(p, options)
         return ProfileFit(
-            _value_at(sol.theta, p), jax.lax.stop_gradient(sol.theta[poi_index]), sol.converged, sol.theta
+            _value_at(sol, p), jax.lax.stop_gradient(sol.theta[poi_index]), sol.converged, sol.theta
         )
 
     return jax.vmap(one)(inits, fixeds)

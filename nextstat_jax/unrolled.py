@@ -111,8 +111,9 @@ def _objects(v) -> np.ndarray:
 class _Run:
     """One unrolled execution: batch length ``n`` and the entry budget."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, stop_at: int = 0):
         self.n = n
+        self.stop_at = stop_at  # the first (outermost) while loop's, then 0
         self.entries = 0
         self.one = None  # a (n,) vector of ones XLA cannot fold (materialize)
         # id(entry) -> (entry, the cheap operations XLA would fuse into each
@@ -521,7 +522,10 @@ class _Run:
             new_flat = [self.full(e, a.dtype) for v, a in zip(new, avals) for e in _objects(v).reshape(-1)]
             return [jnp.where(go, a, b) for a, b in zip(new_flat, flat)]
 
-        out = lax.while_loop(lambda f: jnp.any(keep_going(f)), body, flat0)
+        limit, self.stop_at = self.stop_at, 0  # nested loops run to the end
+        go_on = (lambda f: jnp.any(keep_going(f))) if limit == 0 else (
+            lambda f: jnp.sum(keep_going(f).astype(jnp.int32)) > limit)
+        out = lax.while_loop(go_on, body, flat0)
         return unflatten(out)
 
     def p_scan(self, eqn, params, ins):
@@ -588,10 +592,15 @@ def _objects_of_traced(x) -> np.ndarray:
     return _object_array([flat[i] for i in range(flat.shape[0])], x.shape)
 
 
-def unrolled_vmap(fun: Callable, in_axes: Any = 0) -> Callable:
+def unrolled_vmap(fun: Callable, in_axes: Any = 0, stop_at: int = 0) -> Callable:
     """``jax.vmap(fun, in_axes)`` (``out_axes`` 0) executed entry by entry
     (module doc). Raises :class:`Unsupported` at trace time where ``fun``
-    cannot be unrolled."""
+    cannot be unrolled.
+
+    ``stop_at`` > 0: the outermost ``while_loop`` of ``fun`` stops as soon as
+    at most ``stop_at`` elements would go on (their states are returned
+    as they are, mid-loop), so that a caller can finish those few in a
+    smaller batch."""
 
     def run(*args):
         leaves, tree = jax.tree_util.tree_flatten(args)
@@ -607,7 +616,7 @@ def unrolled_vmap(fun: Callable, in_axes: Any = 0) -> Callable:
                                            return_shape=True)(*elem)
         if _size(closed.jaxpr) > MAX_ENTRIES:
             raise Unsupported(f"more than {MAX_ENTRIES} unrolled entries")
-        runner = _Run(n)
+        runner = _Run(n, stop_at)
         floats = [x for x, b in zip(leaves, batched) if b and jnp.issubdtype(x.dtype, jnp.floating)]
         if floats:  # ones at run time: true | false, which XLA does not fold for floats
             e = floats[0].reshape((n, -1))[:, 0]

@@ -109,7 +109,25 @@ def test_compaction_stages_in_the_program(monkeypatch):
     assert _n_loops(SHRINK * MIN_STAGE - 1) == 1
 
 
-def test_unrolled_batches_run_one_loop():
-    """Small elements run unrolled as one loop over the whole batch."""
+def test_unrolled_batches_run_one_loop_and_a_tail():
+    """Small elements run unrolled as one loop over the whole batch, then the
+    last 1/TAIL of it in a loop of its own (a batch too small for a tail of
+    MIN_TAIL: one loop)."""
     jax.clear_caches()
-    assert _n_loops(SHRINK * SHRINK * MIN_STAGE) == 1
+    assert _n_loops(SHRINK * SHRINK * MIN_STAGE) == 2
+    assert _n_loops(element_loop.TAIL * element_loop.MIN_TAIL - 1) == 1
+
+
+def test_tail_takes_over_mid_loop():
+    """The whole-batch loop stops with at most n // TAIL elements going; they
+    finish in the tail loop exactly as they would have (every element's
+    iterations and result are its own)."""
+    n = element_loop.TAIL * 64
+    x0 = _starts(n, seed=3)
+    ref = jax.jit(jax.vmap(lambda x: _reference(x, 3.0, 1.0)))(x0)
+    steps = np.asarray(ref[1])
+    # a long tail: after the median element's iterations far more than n // TAIL go on, at the end few
+    assert np.sum(steps > np.median(steps)) > n // element_loop.TAIL > np.sum(steps >= steps.max() - 1)
+    out = jax.jit(jax.vmap(lambda x: _ours(x, 3.0, 1.0)))(x0)
+    np.testing.assert_array_equal(np.asarray(out[1]), steps)
+    np.testing.assert_array_equal(np.asarray(out[0]), np.asarray(ref[0]))

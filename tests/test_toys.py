@@ -271,6 +271,37 @@ def test_toy_pvalues_match_pyhf(model, pyhf_distributions):
         assert abs(ours - p) < 4 * err + 1e-3, f"toy p-value ours {ours} vs pyhf {p}"
 
 
+@pytest.mark.parametrize("n_sb, n_b", [(1000, 1000), (37, 500), (1, 3)])
+def test_expected_set_is_the_percentiles_of_each_toys_pvalues(n_sb, n_b):
+    """The expected CLs+b, CLb and CLs are the percentiles (NumPy's linear
+    method, as pyhf's) of the p-values obtained with each background toy as
+    the observation, computed one by one here (ties and zeros included)."""
+    from nextstat_jax.toys import NORMAL_PERCENTILES, _toy_result
+
+    rng = np.random.default_rng(n_sb)
+    q_sb = np.round(rng.exponential(1.0, n_sb), 1) * (rng.uniform(size=n_sb) < 0.8)
+    q_b = np.round(rng.exponential(3.0, n_b), 1) * (rng.uniform(size=n_b) < 0.8)
+    r = _toy_result(np.float64(1.3), q_sb, q_b, np.ones(n_b, bool), "qtilde")
+    clsb_j = np.array([np.mean(q_sb >= v) for v in q_b])
+    clb_j = np.array([np.mean(q_b >= v) for v in q_b])
+    pct = lambda x: np.clip(np.percentile(x, NORMAL_PERCENTILES, method="linear"), 0.0, 1.0)
+    np.testing.assert_allclose(r.clsb_exp, pct(clsb_j), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(r.clb_exp, pct(clb_j), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(r.cls_exp, pct(clsb_j / clb_j), rtol=0, atol=1e-14)
+    assert float(r.clsb_obs) == np.mean(q_sb >= 1.3) and float(r.clb_obs) == np.mean(q_b >= 1.3)
+
+
+def test_percentiles_are_numpys_linear_method():
+    from nextstat_jax.toys import NORMAL_PERCENTILES, _percentiles
+
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3, 7, 100, 2000):
+        for _ in range(50):
+            x = np.sort(rng.uniform(size=n) if rng.uniform() < 0.5 else rng.integers(0, 5, n) / 4)
+            np.testing.assert_array_equal(
+                _percentiles(x), np.clip(np.percentile(x, NORMAL_PERCENTILES, method="linear"), 0.0, 1.0))
+
+
 # --------------------------------------------------------------------------
 # devices
 # --------------------------------------------------------------------------

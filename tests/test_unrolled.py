@@ -137,9 +137,9 @@ def _unrolled_then_vmapped(monkeypatch, compute):
     the first run); none may run unrolled in the second."""
     seen = []
 
-    def spy(fun, in_axes=0):  # records bodies that did unroll
+    def spy(fun, in_axes=0, stop_at=0):  # records bodies that did unroll
         def run(*args):
-            out = unrolled.unrolled_vmap(fun, in_axes)(*args)
+            out = unrolled.unrolled_vmap(fun, in_axes, stop_at)(*args)
             seen.append(fun)
             return out
         return run
