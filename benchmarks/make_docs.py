@@ -44,23 +44,35 @@ line.
 ## Reading the numbers
 
 Status against the issues' targets, from the runs of 2026-12-06 on the 2-core
-CPU above (inference and environment tables from the sixth session that day,
+CPU above (inference and environment tables from the seventh session that day,
 logpdf tables from the second; rerunning the scripts rewrites the tables, not
 this paragraph). NextStat's own rates move by up to ~20% between runs on this
-machine (seed q0 31.1k/s in this run, 37.6k/s and 33.5k/s in earlier ones;
-toys 56k/s to 69k/s), so each ratio is from one run with both engines side by
-side. Throughput is the steady state: 4 warm-up calls, then the median of 7
-(the first calls after a compile run up to 2x slower; the fifth session's
-tables took the median of 3 right after the compile):
+machine (seed q0 32.2k/s in this run, 31.1k/s, 37.6k/s and 33.5k/s in earlier
+ones; toys 56k/s to 69k/s), so each ratio is from one run with both engines
+side by side. Throughput is the steady state: 4 warm-up calls, then the median
+of 7:
 
 | target | measured | status |
 |---|---|---|
-| q0 throughput, seed model, >= 30x NextStat | 20.4x (633k/s; NextStat 31.1k/s in this run; 12.3x in the fifth session's protocol) | not met |
-| q0 throughput, 201-parameter model, >= 25x NextStat | 22.7x (16.6k/s; NextStat 734/s in this run) | not met |
-| q0 + gradient costs no more than q0 | seed 8% dearer (580k/s), 201 par 13% dearer (14.4k/s) | not met |
-| toys/s >= 10x NextStat (which uses every core) | 4.66x seed (315k/s; 2.17x before the inversion table), 9.2x 201 par (12.3k/s; NextStat 1.34k/s) | not met |
-| batched gymnax env >= 50x NextStat's single env | 24.9x (775k steps/s at 4096 envs; NextStat 31.1k in this run) | not met |
-| single-call latency stated honestly | NextStat ~10x faster on the seed fit and ~5.6x on the seed hypotest; we are ~2x (fit) and ~6x (hypotest) faster on 201 parameters | stated |
+| q0 throughput, seed model, >= 30x NextStat | 27.8x (896k/s; NextStat 32.2k/s in this run; 20.4x in the sixth session) | not met |
+| q0 throughput, 201-parameter model, >= 25x NextStat | 24.3x (16.9k/s; NextStat 696/s in this run) | not met |
+| q0 + gradient costs no more than q0 | seed: no dearer (1.03M/s vs 896k/s); 201 par 16% dearer (14.2k/s) | met on the seed model only |
+| toys/s >= 10x NextStat (which uses every core) | 10.9x 201 par (15.5k/s; NextStat 1.43k/s); 6.27x seed (431k/s; NextStat 68.8k/s) | met on 201 par only |
+| batched gymnax env >= 50x NextStat's single env | 38.4x (1.23M steps/s at 4096 envs; NextStat 31.9k in this run; 24.9x in the sixth session) | not met |
+| single-call latency stated honestly | NextStat ~11x faster on the seed fit and ~4.4x on the seed hypotest; we are ~1.9x (fit) and ~7.7x (hypotest) faster on 201 parameters | stated |
+
+Batched fits since the seventh session of 2026-12-06 (docs/design.md): the
+fitted `twice_nll` is the solver's own last value plus the normalisation
+constants (no second evaluation of the likelihood after the loop, which ran as
+plain vmapped kernels: a fifth of the seed q0 batch); unrolled loops take their
+float64 logs from a vectorised `fastlog.py`, run without compaction stages and
+hand the last 1/64 of the batch to a small tail loop; a full Newton step whose
+decrease matched the quadratic model's prediction ends a fit without a
+confirming iteration. Seed q0 x4096 5.2 -> 3.2-3.6 ms, the gymnax env 775k ->
+1.23M steps/s. Toys draw their uniforms from a counter-based Threefry written
+out for XLA to fuse, and compute CLs and its expected set on the host (XLA's
+CPU sort was 1.5 ms of a seed hypotest): seed toys 315k/s -> 431k/s,
+201-parameter toys 12.3k/s -> 15.5k/s.
 
 Toys since the sixth session of 2026-12-06: Poisson draws up to rate 200 are
 an inversion by binary search in a table of the cumulative distribution that a
