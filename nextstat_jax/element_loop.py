@@ -43,7 +43,9 @@ few Newton steps (seed model, 2 cores, staged vs one loop, same process:
 toys 10.3 vs 9.3 ms, compile 14.7 vs 7.9 s; gymnax env at 4096 envs 0.92
 vs 1.03 M steps/s, compile 16.3 vs 6.9 s). The price: an element that
 needs many iterations keeps the whole batch iterating (masked), up to the
-solver's ``max_iter``.
+solver's ``max_iter`` -- except that the whole-batch loop stops once at most
+1/``TAIL`` of the batch is still going, and those elements finish in a
+vmapped loop over a buffer that small.
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ UNROLL_MIN_BATCH = 256
 #: an unrolled loop stops on the whole batch once at most 1/``TAIL`` of it is
 #: still going; those elements finish in a buffer that small
 TAIL = 64
+#: the smallest tail worth its gathers and scatters
+MIN_TAIL = 16
 
 
 def _take(tree, idx, axes=None):
@@ -135,6 +139,11 @@ def _take(tree, idx, axes=None):
         return jax.tree_util.tree_map(lambda x: jnp.take(x, idx, axis=0, mode="clip"), tree)
     return jax.tree_util.tree_map(lambda a, x: x if a is None else jnp.take(x, idx, axis=0, mode="clip"),
                                   axes, tree, is_leaf=lambda x: x is None)
+
+
+def _put(state, idx, part):
+    """``state`` with rows ``idx`` replaced by ``part`` (indices past the end dropped)."""
+    return jax.tree_util.tree_map(lambda full, p: full.at[idx].set(p, mode="drop"), state, part)
 
 
 def _unrolled_with_tail(cond, single, ctx, state, ctx_axes, n: int):
@@ -150,13 +159,9 @@ def _unrolled_with_tail(cond, single, ctx, state, ctx_axes, n: int):
         idx = jnp.nonzero(active, size=tail, fill_value=n)[0]
         # vmapped: as fast as unrolled at this size, and compiles in less time
         sub = jax.vmap(single, in_axes=(ctx_axes, 0))(_take(ctx, idx, ctx_axes), _take(state, idx))
-        return jax.tree_util.tree_map(lambda full, part: full.at[idx].set(part, mode="drop"), state, sub)
+        return _put(state, idx, sub)
 
     return lax.cond(jnp.any(active), finish, lambda s: s, state)
-
-
-#: the smallest tail worth its gathers and scatters
-MIN_TAIL = 16
 
 
 def _batched_loop(cond, body, ctx, state, ctx_axes, n: int, unrolled: bool):
@@ -192,7 +197,6 @@ def _batched_loop(cond, body, ctx, state, ctx_axes, n: int, unrolled: bool):
             return state
         # the (at most `limit`) active elements; padding slots point past the end
         idx = jnp.nonzero(vcond(state), size=limit, fill_value=sizes[k])[0]
-        sub = stage(k + 1, _take(ctx, idx, ctx_axes), _take(state, idx))
-        return jax.tree_util.tree_map(lambda full, part: full.at[idx].set(part, mode="drop"), state, sub)
+        return _put(state, idx, stage(k + 1, _take(ctx, idx, ctx_axes), _take(state, idx)))
 
     return stage(0, ctx, state)

@@ -87,5 +87,3 @@ def log(x: jax.Array) -> jax.Array:
 def _log_jvp(primals, tangents):
     (x,), (dx,) = primals, tangents
     return log(x), dx / x
-
-
