@@ -1,6 +1,13 @@
 """Shared helpers for the benchmark scripts: timing, the machine description,
 and Markdown tables (each script writes ``benchmarks/results/<name>.md``;
-``make_docs.py`` assembles ``docs/benchmarks.md``)."""
+``make_docs.py`` assembles ``docs/benchmarks.md``).
+
+Smoke mode: with ``NEXTSTAT_JAX_BENCH_SMOKE=<dir>`` in the environment every
+script runs its whole workflow at tiny sizes (the defaults below), times each
+call once, and writes its table, and ``make_docs.py`` the assembled page, to
+``<dir>`` instead of the repository. tests/test_docs.py runs the documented
+command this way, so the command in docs/benchmarks.md is known to work
+without the ten minutes of a real run; the numbers it prints mean nothing."""
 
 from __future__ import annotations
 
@@ -11,11 +18,20 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-RESULTS = Path(__file__).resolve().parent / "results"
+SMOKE_DIR = os.environ.get("NEXTSTAT_JAX_BENCH_SMOKE") or None
+RESULTS = Path(SMOKE_DIR) if SMOKE_DIR else Path(__file__).resolve().parent / "results"
+
+
+def default(full, smoke):
+    """A command-line default: ``full`` normally, ``smoke`` in smoke mode."""
+    return smoke if SMOKE_DIR else full
 
 
 def timeit(fn: Callable, *, repeat: int = 5, number: int = 1, warmup: int = 1) -> float:
-    """Median wall time (s) of ``number`` calls of ``fn``, over ``repeat`` runs."""
+    """Median wall time (s) of ``number`` calls of ``fn``, over ``repeat`` runs
+    (one call after one warm-up in smoke mode)."""
+    if SMOKE_DIR:
+        repeat, number, warmup = 1, 1, min(warmup, 1)
     for _ in range(warmup):
         fn()
     runs = []

@@ -33,7 +33,7 @@ import nextstat_jax.gym as nsg
 from nextstat_jax._x64 import x64
 from nextstat_jax.datasets import seed_workspace
 
-from _common import fmt, table, write  # noqa: E402
+from _common import default, fmt, table, write  # noqa: E402
 
 SETTINGS = dict(reward_metric="q0", max_steps=64, action_scale=0.02, action_mode="logmul")
 N_BINS = 8
@@ -126,8 +126,8 @@ def bench_gymnax(env, params, n: int, seconds: float, steps: int = 64):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="1,64,1024,4096", help="batch sizes (comma separated)")
-    ap.add_argument("--seconds", type=float, default=1.0, help="minimum timed seconds per row")
+    ap.add_argument("--sizes", default=default("1,64,1024,4096", "1,4"), help="batch sizes (comma separated)")
+    ap.add_argument("--seconds", type=float, default=default(1.0, 0.0), help="minimum timed seconds per row")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     ws = seed_workspace()

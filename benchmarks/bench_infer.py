@@ -29,7 +29,7 @@ import pyhf  # noqa: E402
 import nextstat_jax as nsj  # noqa: E402
 from nextstat_jax.datasets import benchmark_workspace, seed_workspace  # noqa: E402
 
-from _common import fmt, table, timeit, write  # noqa: E402
+from _common import default, fmt, table, timeit, write  # noqa: E402
 
 MODELS = (
     ("seed (2 par)", seed_workspace, "SR", "signal"),
@@ -57,9 +57,10 @@ def pyhf_q0(spec, channel, sample, y):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=4096)
-    ap.add_argument("--toys", type=int, default=2000)
-    ap.add_argument("--pyhf-subset", type=int, default=16)
+    ap.add_argument("--n", type=int, default=default(4096, 16), help="yield vectors of the q0 rows")
+    ap.add_argument("--toys", type=int, default=default(2000, 50), help="toys per hypothesis")
+    ap.add_argument("--pyhf-subset", type=int, default=default(16, 1),
+                    help="yield vectors pyhf computes (timed and scaled; agreement column)")
     args = ap.parse_args(argv)
     import nextstat  # the [bench] extra; imported here so that --help works without it
     pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer())
@@ -118,7 +119,7 @@ def main(argv=None):
         t_toy = timeit(lambda: jax.block_until_ready(
             nsj.hypotest(model, 1.0, calculator="toybased", n_toys=args.toys, key=key, progress=False)),
             repeat=5, warmup=3)
-        n_ns = max(args.toys // 8, 100)
+        n_ns = max(args.toys // 8, default(100, 10))
         t_toy_ns = timeit(lambda: nextstat.hypotest_toys(1.0, ns_model, n_toys=n_ns, seed=1), repeat=3, warmup=1)
         ours_rate, ns_rate = 2 * args.toys / t_toy, 2 * n_ns / t_toy_ns
         thr_rows.append([name, "toys/s (q~mu CLs)", fmt(ours_rate), fmt(ns_rate), "n/a",

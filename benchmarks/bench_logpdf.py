@@ -22,7 +22,7 @@ import pyhf  # noqa: E402
 import nextstat_jax as nsj  # noqa: E402
 from nextstat_jax.datasets import benchmark_workspace, seed_workspace  # noqa: E402
 
-from _common import fmt, table, timeit, write  # noqa: E402
+from _common import default, fmt, table, timeit, write  # noqa: E402
 
 
 def points(init, bounds, n, seed=0):
@@ -34,7 +34,7 @@ def points(init, bounds, n, seed=0):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--points", type=int, default=4096)
+    ap.add_argument("--points", type=int, default=default(4096, 16), help="parameter points of the batched rows")
     args = ap.parse_args(argv)
     n = args.points
     rows = []

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _common import RESULTS
+from _common import RESULTS, SMOKE_DIR
 
 ORDER = ("bench_logpdf", "bench_infer", "bench_env")
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+# smoke mode (see _common.py) writes the page beside its tables, not into docs/
+DOCS = Path(SMOKE_DIR) / "benchmarks.md" if SMOKE_DIR else Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 INTRO = """# Benchmarks
 
@@ -27,6 +28,11 @@ correctness, not time; these numbers are measurements, rerun them with
 ```bash
 python benchmarks/bench_logpdf.py && python benchmarks/bench_infer.py && python benchmarks/bench_env.py && python benchmarks/make_docs.py
 ```
+
+(about ten minutes on 2 cores). With `NEXTSTAT_JAX_BENCH_SMOKE=<dir>` set, the
+same command runs every row at tiny sizes and writes the tables and this page
+to `<dir>` instead (a minute and a half; the test suite runs it that way, so
+the command is known to work; those numbers mean nothing).
 
 Models: *seed* is the seed notebook's workspace (8 bins, 2 parameters:
 `mu` and one background normsys); *201 par* is `nextstat_jax.datasets.benchmark_workspace()`

@@ -57,7 +57,7 @@ def _script_commands():
 def test_documented_script_commands_exist_and_take_their_options():
     """Every script a docs bash block runs exists and its ``--help`` lists
     each option the block passes (the runs themselves: tests/test_examples.py,
-    with small budgets)."""
+    with small budgets, and the benchmark command below)."""
     commands = _script_commands()
     assert len(commands) >= 8, commands
     helps = {}
@@ -70,3 +70,32 @@ def test_documented_script_commands_exist_and_take_their_options():
             helps[script] = out.stdout
         missing = [o for o in options if o not in helps[script]]
         assert not missing, f"{script}: options {missing} not in its --help"
+
+
+def test_documented_benchmark_command_runs(tmp_path):
+    """The command docs/benchmarks.md gives to rerun the benchmarks runs as
+    written, end to end (every peer, every row), in the scripts' smoke mode:
+    tiny sizes, tables and the assembled page written to ``tmp_path``, the
+    repository's results left alone (benchmarks/_common.py)."""
+    import os
+
+    blocks = [b for b in BASH.findall((ROOT / "docs" / "benchmarks.md").read_text()) if "benchmarks/" in b]
+    assert len(blocks) == 1, blocks
+    committed = {p: p.read_text() for p in [ROOT / "docs" / "benchmarks.md", *(ROOT / "benchmarks" / "results").glob("*.md")]}
+    # "python" in the block is this interpreter (a venv's python may not be first on PATH)
+    env = dict(os.environ, NEXTSTAT_JAX_BENCH_SMOKE=str(tmp_path),
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    out = subprocess.run(["bash", "-euc", blocks[0]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    page = (tmp_path / "benchmarks.md").read_text()
+    for section in ("logpdf evaluations per second", "Inference: fits, hypotests, q0 throughput, toys",
+                    "Environment steps/s"):
+        assert f"## {section}" in page, section
+    rows = [line for line in page.splitlines() if line.startswith("| ") and not line.startswith("| model")
+            and not line.startswith("| face") and not line.startswith("| target")]
+    # every model's rows (logpdf 1 call and batch; fit, hypotest; q0, q0+grad, toys), every env face
+    for model in ("seed", "201 par"):
+        assert sum(r.startswith(f"| {model}") for r in rows) == 7, (model, rows)
+    for face in ("NextStat env", "Gymnasium env", "vector env", "SB3 VecEnv", "gymnax jit+vmap+scan"):
+        assert any(r.startswith(f"| {face}") for r in rows), face
+    assert {p: p.read_text() for p in committed} == committed, "smoke mode wrote into the repository"
