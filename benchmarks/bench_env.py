@@ -1,8 +1,10 @@
 """Environment speed: env steps/s with the q0 reward on the seed model, in one run.
 
-Faces (every step computes q0 of the new yields from two converged fits; the
-seed notebook's settings: max_steps=64, action_scale=0.02, logmul; uniform
-random actions, generated beforehand for the Python loops):
+Faces (every step computes q0 of the new yields from converged fits: ours one
+free fit, since the background-only fit of the observed data does not depend
+on the signal's yields and is computed when the env is made (docs/design.md),
+NextStat's two; the seed notebook's settings: max_steps=64, action_scale=0.02,
+logmul; uniform random actions, generated beforehand for the Python loops):
 
 * NextStat's ``nextstat.gym`` env, a Python loop (its only form);
 * this project's Gymnasium env (``make_histfactory_env``), a Python loop;
@@ -171,9 +173,10 @@ def main(argv=None):
         best = max(v for (face, _), v in results.items() if face.startswith("gymnax"))
         verdict = "met" if best >= 50 * base else "not met on this machine"
         body += (f"\n\nBest batched gymnax: {fmt(best)} steps/s = {best / base:.1f}x NextStat's single env "
-                 f"(target >= 50x: {verdict}). Each step is two q0 fits per env; on a CPU the batch shares "
-                 "its cores, so the speed-up over a compiled single-env loop is bounded by SIMD width and "
-                 "core count rather than by Python overhead.")
+                 f"(target >= 50x: {verdict}). Each of our steps is one profile fit per env (the "
+                 "background-only fit of the observed data is computed when the env is made); on a CPU the batch "
+                 "shares its cores, so the speed-up over a compiled single-env loop is bounded by SIMD width "
+                 "and core count rather than by Python overhead.")
     write("bench_env", "Environment steps/s (q0 reward, seed model)", body)
 
 

@@ -28,6 +28,12 @@ of the current yields at mu = 1 and nominal nuisance parameters) together
 with ``yield_budget`` (total signal held fixed) gives a task where the agent
 must move signal to where it stands out.
 
+The background-only fit of ``q0``/``z0`` with the observed data is computed
+once, when the task is made, wherever it cannot depend on the varied yields
+(the sample's rate is scaled by the POI in every bin, so it vanishes at
+POI = 0, and no staterror or shapesys of the sample reads its yields): each
+step then runs one fit instead of two. See :func:`null_fit_is_invariant`.
+
 Invalid actions: NaN entries are replaced by 0 (no change) and +/-inf and
 out-of-range entries are clipped to [-1, 1], so no NaN ever enters the state.
 """
@@ -48,7 +54,7 @@ from ..errors import InvalidInput
 from ..fits import make_problem
 from ..model import Model
 from ..solver import SolverOptions
-from ..teststats import safe_sqrt, statistic
+from ..teststats import from_fits, profiles, safe_sqrt, statistic
 
 __all__ = [
     "TaskConfig",
@@ -60,6 +66,7 @@ __all__ = [
     "task_step",
     "metric_value",
     "observation_bounds",
+    "null_fit_is_invariant",
 ]
 
 REWARD_METRICS = ("nll", "q0", "z0", "qmu", "zmu")
@@ -78,6 +85,9 @@ class TaskConfig(NamedTuple):
     data: str = "observed"
     budget: bool = False
     options: SolverOptions = SolverOptions()
+    # q0/z0 on observed data, and the background-only fit does not depend on
+    # the varied yields: it is computed once (TaskParams.null_*), not per step
+    cached_null: bool = False
 
 
 @pytree_dataclass
@@ -101,6 +111,11 @@ class TaskParams:
     reset_metric: jax.Array  # ()
     reset_converged: jax.Array  # () bool
     reset_fits: jax.Array  # (2, P) optima of the reset metric's fits
+    # the background-only fit (POI = 0, observed data) when config.cached_null
+    # (zeros otherwise): 2NLL, converged, optimum
+    null_twice_nll: jax.Array  # ()
+    null_converged: jax.Array  # () bool
+    null_bestfit: jax.Array  # (P,)
 
 
 @pytree_dataclass
@@ -132,10 +147,36 @@ def metric_value(config: TaskConfig, params: TaskParams, yields, starts=None):
     if kind == "nll":
         return model.nll(init, data), jnp.ones((), bool), jnp.zeros((2,) + init.shape, init.dtype)
     prob = make_problem(model, data)
+    if config.cached_null:  # only the free fit depends on the yields
+        free = profiles(prob, model.poi_index, config.options, starts=None if starts is None else starts[:1])
+        q0 = from_fits(free.twice_nll[0], free.poi_hat[0], params.null_twice_nll, 0.0, "q0")
+        value = safe_sqrt(q0) if kind == "z0" else q0
+        fits = jnp.stack([jax.lax.stop_gradient(free.bestfit[0]), params.null_bestfit])
+        return value, free.converged[0] & params.null_converged, fits
     stat_kind = "q0" if kind in ("q0", "z0") else "qtilde"
     out = statistic(prob, params.mu_test, stat_kind, model.poi_index, config.options, starts=starts)
     value = safe_sqrt(out.value) if kind in ("z0", "zmu") else out.value
     return value, out.converged, out.bestfits
+
+
+def null_fit_is_invariant(model: Model, channel: str, sample: str) -> bool:
+    """Whether the background-only fit (POI fixed at 0, fixed data) is the
+    same for every yields of ``sample`` in ``channel``: true when the POI
+    multiplies the sample's rate in each of its bins there (so the sample adds
+    nothing at POI = 0, histosys deltas included) and no staterror or shapesys
+    of the sample covers those bins (their constraint widths, auxdata and
+    masks are computed from the yields). Structure only: no numbers are read."""
+    lay = model.layout
+    s, sl = model._sample_location(channel, sample)
+    if model.poi_index is None:
+        return False
+    bins = np.arange(sl.start, sl.stop)
+    scaled = bool(np.all(np.any(lay.mult_idx[:, s, bins] == model.poi_index, axis=0)))
+
+    def reads(samples, where):
+        return bool(np.any((samples == s) & (where >= sl.start) & (where < sl.stop)))
+
+    return scaled and not reads(lay.st_sample, lay.st_bin) and not reads(lay.sh_sample, lay.sh_bin)
 
 
 def _apply_budget(config: TaskConfig, params: TaskParams, y):
@@ -253,10 +294,14 @@ def make_task(
         use_budget = True
     if use_budget and not (np.isfinite(budget) and budget > 0):
         raise InvalidInput(f"the yield budget must be finite and > 0, got {budget}")
+    cached_null = (reward_metric in ("q0", "z0") and data == "observed"
+                   and null_fit_is_invariant(model, channel, sample))
     config = TaskConfig(
         channel, sample, int(nominal.shape[0]), reward_metric, action_mode, reward_mode, data,
-        use_budget, options,
+        use_budget, options, cached_null,
     )
+    null = _jit_null_fit(options, model) if cached_null else (f64(0.0), jnp.ones((), bool),
+                                                              f64(np.zeros(model.n_params)))
     params = TaskParams(
         model=model,
         nominal=f64(nominal),
@@ -271,11 +316,22 @@ def make_task(
         reset_metric=f64(0.0),
         reset_converged=jnp.ones((), bool),
         reset_fits=f64(np.zeros((2, model.n_params))),
+        null_twice_nll=null[0],
+        null_converged=null[1],
+        null_bestfit=null[2],
     )
     y, metric, conv, fits = _jit_noiseless_start(config, params)
     params = dataclasses.replace(params, reset_yields=y, reset_metric=metric, reset_converged=conv,
                                  reset_fits=fits)
     return config, params
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jit_null_fit(options: SolverOptions, model: Model):
+    """(2NLL, converged, optimum) of the background-only fit on the observed data."""
+    prob = make_problem(model)
+    fit = profiles(prob, model.poi_index, options, (jnp.zeros((), prob.init.dtype),), free=False)
+    return fit.twice_nll[0], fit.converged[0], fit.bestfit[0]
 
 
 @functools.partial(jax.jit, static_argnums=0)
