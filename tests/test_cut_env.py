@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import warnings
 
-import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,8 +15,6 @@ import pytest
 
 import nextstat_jax as nsj
 from nextstat_jax.cuts import (
-    CutEnv,
-    CutVectorEnv,
     make_cut_env,
     make_cut_gymnax_env,
     make_cut_model,
