@@ -33,8 +33,9 @@ directions the gradient after the step can be far larger than it suggests
 (tests/test_solver_stops.py: 3e-8 of NLL left, the estimate 7e-11). Both are
 leading-order estimates, not bounds: on that model a fit now and then still
 ends with up to ~5e-8 of NLL left (``tol_quad=0`` makes every fit end on the
-decrement). Most fits then end one derivative evaluation sooner (seed q0 x 4096, 2 cores: 4.1 ->
-3.2 ms), and a caller's tighter tolerance tightens this rule with it.
+decrement). Most fits then end one derivative evaluation sooner (seed q0 x
+4096, 2 cores: 4.1 -> 3.2 ms), and a caller's tighter tolerance tightens this
+rule with it.
 A free parameter exactly on a bound with an exactly zero gradient at
 convergence (all factors of a product at 0: a possible saddle that Newton
 cannot leave) is moved ``KICK`` of its range inside, once per fit, and the
