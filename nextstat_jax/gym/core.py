@@ -94,7 +94,10 @@ class TaskConfig(NamedTuple):
 class TaskParams:
     """Everything numeric about the task (traced): the model, the nominal
     yields of the varied sample, and the numeric settings. One compiled step
-    serves every workspace of the same structure."""
+    serves every workspace of the same structure. Build it with
+    :func:`make_task` (or the env factories): the noiseless reset state and
+    the cached background-only fit are computed there from ``model``, so a
+    ``model`` replaced by hand keeps the old ones."""
 
     model: Model
     nominal: jax.Array  # (n,) nominal yields of the varied sample
