@@ -166,19 +166,19 @@ def _unrolled_with_tail(cond, single, ctx, state, ctx_axes, n: int):
 
 def _batched_loop(cond, body, ctx, state, ctx_axes, n: int, unrolled: bool):
     """The loop over a batch of ``n`` (state batched on axis 0, ``ctx`` per
-    ``ctx_axes``). ``unrolled``: the body runs entry by entry
-    (``unrolled.py``: a few fused passes over the batch per iteration instead
-    of one kernel per operation; raises ``Unsupported`` at trace time where
-    the body cannot be unrolled); else ``jax.vmap``."""
-    batched = unrolled_vmap if unrolled else jax.vmap
+    ``ctx_axes``). ``unrolled``: the body runs entry by entry on the whole
+    batch, then on its tail (``unrolled.py``: a few fused passes over the
+    batch per iteration instead of one kernel per operation; raises
+    ``Unsupported`` at trace time where the body cannot be unrolled); else
+    ``jax.vmap``, in compacting stages for large batches."""
     single = lambda c, s: lax.while_loop(cond, lambda t: body(c, t), s)
     if unrolled:
         return _unrolled_with_tail(cond, single, ctx, state, ctx_axes, n)
     if n < SHRINK * MIN_STAGE:
-        return batched(single, in_axes=(ctx_axes, 0))(ctx, state)
+        return jax.vmap(single, in_axes=(ctx_axes, 0))(ctx, state)
 
     vcond = jax.vmap(cond)
-    vbody = batched(body, in_axes=(ctx_axes, 0))
+    vbody = jax.vmap(body, in_axes=(ctx_axes, 0))
     sizes = [n]
     while sizes[-1] // SHRINK >= MIN_STAGE:
         sizes.append(sizes[-1] // SHRINK)

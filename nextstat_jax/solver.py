@@ -245,6 +245,13 @@ class _Context(NamedTuple):
     fixed: jax.Array
 
 
+def _start(theta) -> _State:
+    """The loop's state before the first iteration at ``theta`` (P,)."""
+    inf = jnp.asarray(jnp.inf, theta.dtype)
+    return _State(theta, inf, jnp.zeros_like(theta), jnp.int32(0), jnp.zeros((), bool), jnp.int32(1),
+                  jnp.zeros((), bool), inf)
+
+
 def _iteration(fns_of, structure, options, kinks, ctx: _Context, s: _State) -> _State:
     """One projected Newton iteration (line search included) of one element."""
     derivatives, value = fns_of(ctx.problem)
@@ -337,10 +344,7 @@ def minimize(
     lo = jnp.where(fixed, theta0, lo)
     hi = jnp.where(fixed, theta0, hi)
     theta = jnp.clip(theta0, lo, hi)
-    dtype = theta.dtype
-    state = _State(theta, jnp.asarray(jnp.inf, dtype), jnp.zeros_like(theta), jnp.int32(0),
-                   jnp.zeros((), bool), jnp.int32(1), jnp.zeros((), bool), jnp.asarray(jnp.inf, dtype))
     body = functools.partial(_iteration, fns_of, structure, options, kinks)
-    out = element_while(lambda s: ~s.done, body, _Context(problem, lo, hi, fixed), state)
+    out = element_while(lambda s: ~s.done, body, _Context(problem, lo, hi, fixed), _start(theta))
     converged = out.status == 0
     return Solution(out.theta, out.f, out.g, converged, out.it, out.status)

@@ -49,9 +49,7 @@ def _one_iteration(model, theta, options):
     objective = (prob.model, prob.data, prob.model.prepare())
     lo, hi = prob.bounds[:, 0], prob.bounds[:, 1]
     ctx = solver._Context(objective, lo, hi, prob.fixed)
-    dtype = theta.dtype
-    state = solver._State(theta, jnp.asarray(jnp.inf, dtype), jnp.zeros_like(theta), jnp.int32(0),
-                          jnp.zeros((), bool), jnp.int32(1), jnp.zeros((), bool), jnp.asarray(jnp.inf, dtype))
+    state = solver._start(theta)
     step = jax.jit(lambda st: solver._iteration(fits._objective_fns, hessian_structure(model.layout), options,
                                                 None, ctx, st))
     return step(state), objective
