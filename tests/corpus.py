@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["CORPUS", "OPTIONS", "get_case", "workspace", "channel", "sample", "mod"]
+__all__ = ["CORPUS", "OPTIONS", "get_case", "workspace", "channel", "sample", "mod", "shaped_signal_workspace"]
 
 CORPUS: dict[str, Callable[[], dict]] = {}
 OPTIONS: dict[str, dict[str, Any]] = {}
@@ -1463,3 +1463,28 @@ def _bad_interpcode_normsys():
 
 
 INVALID_OPTIONS: dict[str, dict] = {"bad_interpcode_normsys": {"modifier_settings": {"normsys": {"interpcode": "code0"}, "histosys": {"interpcode": "code4p"}}}}
+
+
+def shaped_signal_workspace(signal, hi, lo) -> dict:
+    """SR (3 bins): a signal ``signal`` with the POI ``mu``, a histosys
+    ``sig_shape`` (templates ``hi``, ``lo``) and a normsys, beside a
+    background with a normsys and per-bin staterrors; CR (2 bins): the
+    same background and a small signal scaled by ``mu``. Not in the corpus:
+    the solver tests build their cases from it (a tiny signal whose cubic
+    terms couple mu with the shape parameter; a signal far from its
+    templates, whose likelihood has two minima)."""
+    bkg = lambda c, d: {"name": "background", "data": d, "modifiers": [  # noqa: E731
+        {"name": "bkg_norm", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}},
+        {"name": f"stat_{c}", "type": "staterror", "data": [0.1 * x for x in d]}]}
+    sig = {"name": "signal", "data": _f(signal), "modifiers": [
+        {"name": "mu", "type": "normfactor", "data": None},
+        {"name": "sig_shape", "type": "histosys", "data": {"hi_data": _f(hi), "lo_data": _f(lo)}},
+        {"name": "sig_norm", "type": "normsys", "data": {"hi": 1.05, "lo": 0.97}}]}
+    return {
+        "channels": [{"name": "SR", "samples": [sig, bkg("SR", [20.0, 30.0, 12.0])]},
+                     {"name": "CR", "samples": [{"name": "signal", "data": [0.5, 0.2], "modifiers": [
+                         {"name": "mu", "type": "normfactor", "data": None}]}, bkg("CR", [100.0, 80.0])]}],
+        "observations": [{"name": "SR", "data": [27.0, 41.0, 14.0]}, {"name": "CR", "data": [103.0, 77.0]}],
+        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+        "version": "1.0.0",
+    }

@@ -82,22 +82,9 @@ def _coupled_workspace():
     """A tiny signal (POI far from 1, poorly determined) with a histosys on
     it, beside a background with a normsys and per-bin staterrors: the cubic
     terms couple the POI with the shape parameter."""
-    bkg = lambda c, d: {"name": "background", "data": d, "modifiers": [  # noqa: E731
-        {"name": "bkg_norm", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}},
-        {"name": f"stat_{c}", "type": "staterror", "data": [0.1 * x for x in d]}]}
-    signal = {"name": "signal", "data": [0.18345942, 0.20180556, 0.36651907], "modifiers": [
-        {"name": "mu", "type": "normfactor", "data": None},
-        {"name": "sig_shape", "type": "histosys", "data": {"hi_data": [5.0, 9.5, 2.0], "lo_data": [3.0, 8.0, 4.0]}},
-        {"name": "sig_norm", "type": "normsys", "data": {"hi": 1.05, "lo": 0.97}}]}
-    return {
-        "channels": [{"name": "SR", "samples": [signal, bkg("SR", [20.0, 30.0, 12.0])]},
-                     {"name": "CR", "samples": [{"name": "signal", "data": [0.5, 0.2], "modifiers": [
-                         {"name": "mu", "type": "normfactor", "data": None}]}, bkg("CR", [100.0, 80.0])]}],
-        "observations": [{"name": "SR", "data": [27.0, 41.0, 14.0]}, {"name": "CR", "data": [103.0, 77.0]}],
-        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
-        "version": "1.0.0",
-    }
+    from corpus import shaped_signal_workspace
 
+    return shaped_signal_workspace([0.18345942, 0.20180556, 0.36651907], [5.0, 9.5, 2.0], [3.0, 8.0, 4.0])
 
 def test_quadratic_agreement_waits_for_quadratic_convergence():
     """Found by an RL trajectory: from this start the steps' predicted
