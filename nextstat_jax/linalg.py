@@ -6,25 +6,16 @@ The Newton system ``H d = r`` of a HistFactory NLL is block-arrow (see
 solved by block elimination with the Schur complement
 ``S = D - sum_c Bc^T A_c^{-1} Bc``.
 
-Every factorisation is of a positive-definite matrix: ``H``'s own Cholesky
-factor where ``H`` is safely positive definite, else the factor of ``V
-max(|w|, delta) V^T`` (its eigendecomposition with the negative curvature
-reflected: a Newton-like step out of a saddle-like region that descends along
-the negative curvature, as saddle-free Newton does), so the step is always a
-descent direction. Blocks up to ``UNROLL_MAX`` are factored with unrolled,
-batch-vectorised code (LAPACK calls per tiny matrix are slow on CPU): the
-Cholesky factor and the reflected one, from cyclic Jacobi rotations, both
-computed entry-wise and selected per matrix; larger blocks by a
-``fori_loop`` over columns (one matrix-vector product per column, vectorised
-over any batch), and the rare indefinite ones from LAPACK's ``eigh``.
-Reflection rather than the modified-Cholesky pivot rule (a pivot that is not
-safely positive becomes ``max(|pivot|, delta)``, which depends on the order
-of the parameters): from a start where the Hessian is indefinite the pivot
-rule's step can lead to a worse minimum. Measured: a signal far from its
-histosys templates, whose likelihood has two minima (``mu`` ~0.5 and ~4.7):
-from pyhf's suggested init the Hessian has an eigenvalue of -6, the pivot
-rule ended at 2NLL 21.0057 after 11 iterations, the reflected step at
-pyhf's 20.4415 after 6 (tests/test_parity_infer.py).
+Factorisations are *modified* Cholesky: a pivot that is not safely positive is
+replaced by ``max(|pivot|, delta)``, so the factored matrix is always positive
+definite and the step a descent direction (it equals H whenever H is
+comfortably positive definite).  Blocks up to ``UNROLL_MAX`` are factored with
+unrolled, batch-vectorised code (LAPACK calls per tiny matrix are slow on CPU);
+larger ones by a ``fori_loop`` over columns (one matrix-vector product per
+column, vectorised over any batch) where they are safely positive definite,
+and from an eigendecomposition with the negative curvature reflected where
+not (``V max(|w|, delta) V^T``: a proper Newton-like step out of a saddle-like
+region, which the pivot rule does not guarantee).
 
 LAPACK never sees a batch: under ``vmap`` jaxlib's batched CPU kernels (potrf,
 syevd, getrf, trsm) split their batch over the thread pool that runs them,
@@ -52,109 +43,29 @@ def _pivot(s, ajj):
     return jnp.maximum(jnp.abs(s), delta)
 
 
-def _cholesky_entries(a):
-    """Modified Cholesky of a symmetric matrix given as entries ``a[i][j]``
-    (arrays of one shape): (lower factor (..., m, m), whether every pivot
-    was safely positive, i.e. none was modified)."""
-    m = len(a)
+def _factor_unrolled(A):
+    m = A.shape[-1]
     L = [[None] * m for _ in range(m)]
-    ok = True
     for j in range(m):
-        s = a[j][j]
+        s = A[..., j, j]
         for k in range(j):
             s = s - L[j][k] ** 2
-        ok = ok & (s > _REL_PIVOT * jnp.abs(a[j][j]))
-        ljj = jnp.sqrt(_pivot(s, a[j][j]))
+        ljj = jnp.sqrt(_pivot(s, A[..., j, j]))
         L[j][j] = ljj
         for i in range(j + 1, m):
-            v = a[i][j]
+            v = A[..., i, j]
             for k in range(j):
                 v = v - L[i][k] * L[j][k]
             L[i][j] = v / ljj
-    zero = jnp.zeros_like(a[0][0])
+    zero = jnp.zeros_like(A[..., 0, 0])
     rows = [jnp.stack([L[i][j] if j <= i else zero for j in range(m)], axis=-1) for i in range(m)]
-    return jnp.stack(rows, axis=-2), ok
-
-
-def _jacobi_entries(a, sweeps: int):
-    """Eigenvalues ``w[k]`` and eigenvectors ``v[i][k]`` of a symmetric
-    matrix given as entries ``a[i][j]`` (arrays of one shape), by ``sweeps``
-    cyclic sweeps of Jacobi rotations (Numerical Recipes' ``jacobi``):
-    entry-wise arithmetic only, so it vectorises over any batch and unrolls.
-    ``v`` stays orthogonal to rounding however many sweeps run; the sweeps
-    only decide how diagonal the rotated matrix is."""
-    m = len(a)
-    a = [list(row) for row in a]
-    one, zero = jnp.ones_like(a[0][0]), jnp.zeros_like(a[0][0])
-    v = [[one if i == k else zero for k in range(m)] for i in range(m)]
-    for _ in range(sweeps):
-        for p in range(m - 1):
-            for q in range(p + 1, m):
-                apq = a[p][q]
-                nonzero = apq != 0.0
-                theta = (a[q][q] - a[p][p]) / (2.0 * jnp.where(nonzero, apq, 1.0))
-                # the smaller rotation; theta^2 overflowing gives t = 0 (apq negligible)
-                t = jnp.where(theta >= 0.0, 1.0, -1.0) / (jnp.abs(theta) + jnp.sqrt(theta * theta + 1.0))
-                t = jnp.where(nonzero, t, 0.0)
-                c = 1.0 / jnp.sqrt(t * t + 1.0)
-                sn = t * c
-                app, aqq = a[p][p] - t * apq, a[q][q] + t * apq
-                for k in range(m):
-                    if k != p and k != q:
-                        akp, akq = a[k][p], a[k][q]
-                        a[k][p] = a[p][k] = c * akp - sn * akq
-                        a[k][q] = a[q][k] = sn * akp + c * akq
-                a[p][p], a[q][q], a[p][q], a[q][p] = app, aqq, zero, zero
-                for k in range(m):
-                    vkp, vkq = v[k][p], v[k][q]
-                    v[k][p] = c * vkp - sn * vkq
-                    v[k][q] = sn * vkp + c * vkq
-    return [a[k][k] for k in range(m)], v
-
-
-def _jacobi_sweeps(m: int) -> int:
-    """Sweeps for an m x m matrix: one rotation diagonalises a 2 x 2 exactly;
-    beyond, three. The reflected factor only shapes a step out of a
-    non-convex region, and is of a positive-definite matrix whatever the
-    sweeps leave off the diagonal; each sweep costs ~4 m^3 operations of
-    unrolled code for every block of every iteration. Measured on random
-    symmetric matrices, the largest error of V |w| V^T relative to its
-    largest entry after three sweeps: m = 3 4e-9, m = 5 4e-3, m = 8 5e-2."""
-    return 1 if m <= 2 else 3
-
-
-def _factor_unrolled(A):
-    """Cholesky factor of ``A`` (..., m, m) where safely positive definite,
-    else of ``A`` with its negative curvature reflected (``V |w| V^T``, as
-    :func:`_factor_eigen`, from :func:`_jacobi_entries`). Both are computed
-    entry-wise for every matrix (no LAPACK, no branch: fast in a vmapped or
-    unrolled batch) and selected per matrix."""
-    m = A.shape[-1]
-    a = [[A[..., i, j] for j in range(m)] for i in range(m)]
-    L, ok = _cholesky_entries(a)
-    if m == 1:  # the modified pivot is |a|: the reflection itself
-        return L
-    w, v = _jacobi_entries(a, _jacobi_sweeps(m))
-    big = w[0]
-    for k in range(1, m):
-        big = jnp.maximum(big, jnp.abs(w[k]))
-    floor = jnp.maximum(_REL_PIVOT * jnp.maximum(big, jnp.abs(w[0])), 1e-300)
-    w = [jnp.maximum(jnp.abs(wk), floor) for wk in w]
-    M = [[None] * m for _ in range(m)]
-    for i in range(m):
-        for j in range(i + 1):
-            e = v[i][0] * w[0] * v[j][0]
-            for k in range(1, m):
-                e = e + v[i][k] * w[k] * v[j][k]
-            M[i][j] = M[j][i] = e
-    L_reflected, _ = _cholesky_entries(M)
-    return jnp.where(ok[..., None, None], L, L_reflected)
+    return jnp.stack(rows, axis=-2)
 
 
 def _cholesky_loop(X):
     """Left-looking Cholesky of X (N, m, m), one column per loop step, vectorised
     over N; pivots that are not safely positive are modified as in
-    ``_cholesky_entries``. Returns (L, ok (N,): no pivot was modified)."""
+    ``_factor_unrolled``. Returns (L, ok (N,): no pivot was modified)."""
     m = X.shape[-1]
     idx = jnp.arange(m)
 
@@ -263,8 +174,8 @@ def block_arrow_solve(A, Bc, D, rl, rg):
     """Solve the block-arrow system ``[[blockdiag(A), Bc], [Bc^T, D]] x = r``.
 
     Shapes: A (C, m, m), Bc (C, m, g), D (g, g), rl (C, m), rg (g,).
-    Returns (xl (C, m), xg (g,)); each factorisation is of a positive-definite
-    matrix (module doc)."""
+    Returns (xl (C, m), xg (g,)); each factorisation is modified to be
+    positive definite (module doc)."""
     La = factor(A)
     zl = solve(La, rl)
     g = D.shape[-1]

@@ -51,10 +51,8 @@ __all__ = ["unrolled_vmap", "Unsupported", "MAX_ENTRIES"]
 #: time grows with it: the seed model's solver iteration has ~2,800 (4096
 #: fits compile in 7.3 s unrolled, 4.4 s vmapped), a 6-parameter model with
 #: kinked interpolation ~15,000 (27.6 s vs 16.6 s, and the fits run in 103 ms
-#: instead of 485 ms); the reflected factor of indefinite Newton blocks
-#: (``linalg._jacobi_entries``) takes a 7-parameter block's fit from ~9,300
-#: to ~16,600
-MAX_ENTRIES = 20_000
+#: instead of 485 ms)
+MAX_ENTRIES = 16_000
 
 
 #: cheap elementwise operations (add, multiply, select, ...) in the fused

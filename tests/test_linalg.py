@@ -39,49 +39,22 @@ def test_factor_and_solve_match_numpy_on_positive_definite(m):
         np.testing.assert_allclose(linalg.solve(L, jnp.asarray(B)), np.linalg.solve(A, B), rtol=1e-9, atol=1e-11)
 
 
-def _reflected(A):
-    """V |w| V^T of symmetric matrices A (..., m, m) (NumPy)."""
-    w, V = np.linalg.eigh(A)
-    return (V * np.abs(w)[..., None, :]) @ np.swapaxes(V, -1, -2)
-
-
-@pytest.mark.parametrize("m", [2, 3, 5, linalg.UNROLL_MAX])
-def test_indefinite_small_blocks_are_reflected(m):
-    """Small blocks (unrolled, entry-wise Jacobi): the factor of
-    V max(|w|, delta) V^T where the matrix is not safely positive definite
-    (negative curvature reflected, as for large blocks), its Cholesky factor
-    where it is; selected per matrix in a batch."""
-    rng = np.random.default_rng(m)
-    with jax.enable_x64(True):
-        # five with eigenvalues of both signs, three positive definite
-        Q = np.linalg.qr(rng.normal(size=(5, m, m)))[0]
-        w = rng.normal(size=(5, m))
-        w[:, 0] = -np.abs(w[:, 0]) - 0.1
-        w[:, -1] = np.abs(w[:, -1]) + 0.1
-        A = np.concatenate([_spd(rng, 3, m), (Q * w[:, None, :]) @ np.swapaxes(Q, -1, -2)])
-        L = np.asarray(jax.jit(linalg.factor)(jnp.asarray(A)))
-        assert np.isfinite(L).all() and (np.diagonal(L, axis1=-2, axis2=-1) > 0).all()
-        np.testing.assert_allclose(L[:3], np.linalg.cholesky(A[:3]), rtol=1e-10, atol=1e-12)
-        # to what the Jacobi sweeps leave off the diagonal (linalg._jacobi_sweeps:
-        # exact at m = 2, ~1e-8 at m = 3, a few percent at m = 8)
-        tol = {2: 1e-12, 3: 1e-7}.get(m, 0.1)
-        np.testing.assert_allclose(L[3:] @ np.swapaxes(L[3:], -1, -2), _reflected(A[3:]), rtol=0,
-                                   atol=tol * np.abs(A).max())
-
-
-def test_indefinite_large_blocks_and_the_column_loop():
-    """Large blocks: the column loop's pivot rule (a pivot that is not safely
-    positive becomes max(|pivot|, delta)) flags the indefinite ones, which
-    are then factored from V max(|w|, delta) V^T; the others are their
-    Cholesky factors."""
+def test_indefinite_blocks():
+    """Small blocks: the pivot rule (a pivot that is not safely positive
+    becomes max(|pivot|, delta)), which the column loop applies identically and
+    flags. Large blocks: the factor of V max(|w|, delta) V^T (negative
+    curvature reflected). Either way a finite factor of a positive-definite
+    matrix, equal to the input's Cholesky factor where that is fine."""
     rng = np.random.default_rng(0)
     with jax.enable_x64(True):
         m = linalg.UNROLL_MAX
         X = rng.normal(size=(16, m, m))
         A = jnp.asarray(0.5 * (X + np.swapaxes(X, -1, -2)))  # indefinite
+        Lu = linalg._factor_unrolled(A)
         Ll, ok = linalg._cholesky_loop(A)
-        assert np.isfinite(Ll).all() and not np.asarray(ok).any()
-        assert (np.diagonal(np.asarray(Ll), axis1=-2, axis2=-1) > 0).all()
+        assert np.isfinite(Lu).all() and not np.asarray(ok).any()
+        np.testing.assert_allclose(Ll, Lu, rtol=1e-9, atol=1e-9)
+        assert (np.diagonal(np.asarray(Lu), axis1=-2, axis2=-1) > 0).all()
 
         m = linalg.UNROLL_MAX + 4
         X = rng.normal(size=(6, m, m))
@@ -89,7 +62,9 @@ def test_indefinite_large_blocks_and_the_column_loop():
         A[:3] = _spd(rng, 3, m)  # three positive definite, three not
         L = np.asarray(linalg.factor(jnp.asarray(A)))
         np.testing.assert_allclose(L[:3], np.linalg.cholesky(A[:3]), rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(L[3:] @ np.swapaxes(L[3:], -1, -2), _reflected(A[3:]), rtol=1e-9, atol=1e-9)
+        w, V = np.linalg.eigh(A[3:])
+        reflected = (V * np.abs(w)[:, None, :]) @ np.swapaxes(V, -1, -2)
+        np.testing.assert_allclose(L[3:] @ np.swapaxes(L[3:], -1, -2), reflected, rtol=1e-9, atol=1e-9)
 
 
 def test_vmapped_equals_single_calls():
