@@ -528,6 +528,7 @@ def _indefinite_at_init_workspace():
     eigenvalue of -6)."""
     return shaped_signal_workspace([11.9, 8.2, 8.3], [12.0, 25.0, 9.0], [1.0, 2.0, 0.8])
 
+
 @pytest.mark.xfail(strict=True, reason="known defect (issue 4): from this indefinite start the modified-Cholesky "
                    "pivot rule's Newton step leads into the higher of the two minima")
 def test_fit_from_an_indefinite_start_reaches_pyhfs_minimum():

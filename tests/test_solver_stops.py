@@ -10,6 +10,8 @@ import nextstat_jax as nsj
 from nextstat_jax.datasets import seed_workspace
 from nextstat_jax.solver import SolverOptions
 
+from corpus import shaped_signal_workspace
+
 pytestmark = pytest.mark.usefixtures("x64")
 
 TIGHT = SolverOptions(tol_abs=1e-14, tol_step=1e-12, tol_quad=0.0)
@@ -82,9 +84,8 @@ def _coupled_workspace():
     """A tiny signal (POI far from 1, poorly determined) with a histosys on
     it, beside a background with a normsys and per-bin staterrors: the cubic
     terms couple the POI with the shape parameter."""
-    from corpus import shaped_signal_workspace
-
     return shaped_signal_workspace([0.18345942, 0.20180556, 0.36651907], [5.0, 9.5, 2.0], [3.0, 8.0, 4.0])
+
 
 def test_quadratic_agreement_waits_for_quadratic_convergence():
     """Found by an RL trajectory: from this start the steps' predicted
