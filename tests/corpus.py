@@ -1465,26 +1465,32 @@ def _bad_interpcode_normsys():
 INVALID_OPTIONS: dict[str, dict] = {"bad_interpcode_normsys": {"modifier_settings": {"normsys": {"interpcode": "code0"}, "histosys": {"interpcode": "code4p"}}}}
 
 
-def shaped_signal_workspace(signal, hi, lo) -> dict:
-    """SR (3 bins): a signal ``signal`` with the POI ``mu``, a histosys
-    ``sig_shape`` (templates ``hi``, ``lo``) and a normsys, beside a
-    background with a normsys and per-bin staterrors; CR (2 bins): the
-    same background and a small signal scaled by ``mu``. Not in the corpus:
-    the solver tests build their cases from it (a tiny signal whose cubic
-    terms couple mu with the shape parameter; a signal far from its
-    templates, whose likelihood has two minima)."""
+def sr_cr_workspace(signal, signal_modifiers=(), cr_signal_mu: bool = True) -> dict:
+    """SR (3 bins): a signal ``signal`` scaled by the POI ``mu`` and by
+    ``signal_modifiers`` (copied), beside a background with a normsys and
+    per-bin staterrors; CR (2 bins): the same background and a small signal
+    (scaled by ``mu`` where ``cr_signal_mu``). Not in the corpus: the solver
+    and environment tests build their cases from it."""
     bkg = lambda c, d: {"name": "background", "data": d, "modifiers": [  # noqa: E731
         {"name": "bkg_norm", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}},
         {"name": f"stat_{c}", "type": "staterror", "data": [0.1 * x for x in d]}]}
-    sig = {"name": "signal", "data": _f(signal), "modifiers": [
-        {"name": "mu", "type": "normfactor", "data": None},
-        {"name": "sig_shape", "type": "histosys", "data": {"hi_data": _f(hi), "lo_data": _f(lo)}},
-        {"name": "sig_norm", "type": "normsys", "data": {"hi": 1.05, "lo": 0.97}}]}
+    mu = {"name": "mu", "type": "normfactor", "data": None}
+    sig = {"name": "signal", "data": _f(signal), "modifiers": [dict(mu), *copy.deepcopy(list(signal_modifiers))]}
+    sig_cr = {"name": "signal", "data": [0.5, 0.2], "modifiers": [dict(mu)] if cr_signal_mu else []}
     return {
         "channels": [{"name": "SR", "samples": [sig, bkg("SR", [20.0, 30.0, 12.0])]},
-                     {"name": "CR", "samples": [{"name": "signal", "data": [0.5, 0.2], "modifiers": [
-                         {"name": "mu", "type": "normfactor", "data": None}]}, bkg("CR", [100.0, 80.0])]}],
+                     {"name": "CR", "samples": [sig_cr, bkg("CR", [100.0, 80.0])]}],
         "observations": [{"name": "SR", "data": [27.0, 41.0, 14.0]}, {"name": "CR", "data": [103.0, 77.0]}],
         "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
         "version": "1.0.0",
     }
+
+
+def shaped_signal_workspace(signal, hi, lo) -> dict:
+    """:func:`sr_cr_workspace` with a histosys ``sig_shape`` (templates
+    ``hi``, ``lo``) and a normsys on the SR signal: the solver tests' cases
+    (a tiny signal whose cubic terms couple mu with the shape parameter; a
+    signal far from its templates, whose likelihood has two minima)."""
+    return sr_cr_workspace(signal, [
+        {"name": "sig_shape", "type": "histosys", "data": {"hi_data": _f(hi), "lo_data": _f(lo)}},
+        {"name": "sig_norm", "type": "normsys", "data": {"hi": 1.05, "lo": 0.97}}])

@@ -6,8 +6,6 @@ from scratch, whether the fit is cached or not."""
 
 from __future__ import annotations
 
-import copy
-
 import jax
 import numpy as np
 import pytest
@@ -16,24 +14,13 @@ import nextstat_jax as nsj
 import nextstat_jax.gym as nsg
 from nextstat_jax.gym.core import null_fit_is_invariant
 
+from corpus import sr_cr_workspace
+
 
 def _workspace(signal_mods=(), cr_signal_mu=True):
     """SR (3 bins) and CR (2 bins), signal and background in both; the
     signal's modifiers in SR are mu plus ``signal_mods``."""
-    sig_sr = {"name": "signal", "data": [4.0, 9.0, 3.0],
-              "modifiers": [{"name": "mu", "type": "normfactor", "data": None}, *copy.deepcopy(signal_mods)]}
-    sig_cr = {"name": "signal", "data": [0.5, 0.2],
-              "modifiers": [{"name": "mu", "type": "normfactor", "data": None}] if cr_signal_mu else []}
-    bkg = lambda c, d: {"name": "background", "data": d, "modifiers": [  # noqa: E731
-        {"name": "bkg_norm", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}},
-        {"name": f"stat_{c}", "type": "staterror", "data": [0.1 * x for x in d]}]}
-    return {
-        "channels": [{"name": "SR", "samples": [sig_sr, bkg("SR", [20.0, 30.0, 12.0])]},
-                     {"name": "CR", "samples": [sig_cr, bkg("CR", [100.0, 80.0])]}],
-        "observations": [{"name": "SR", "data": [27.0, 41.0, 14.0]}, {"name": "CR", "data": [103.0, 77.0]}],
-        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
-        "version": "1.0.0",
-    }
+    return sr_cr_workspace([4.0, 9.0, 3.0], signal_mods, cr_signal_mu)
 
 
 HISTOSYS = {"name": "sig_shape", "type": "histosys",
