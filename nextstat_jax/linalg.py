@@ -6,19 +6,16 @@ The Newton system ``H d = r`` of a HistFactory NLL is block-arrow (see
 solved by block elimination with the Schur complement
 ``S = D - sum_c Bc^T A_c^{-1} Bc``.
 
-Factorisations are of a positive-definite modification of each block, equal
-to the block whenever it is comfortably positive definite, so the step is a
-descent direction and, where H is safely positive definite, Newton's.  Where
-not, a proper Newton-like step out of a saddle-like region is needed (a
-modified-Cholesky pivot rule, ``max(|pivot|, delta)``, can step into the worse
-of two minima): blocks up to ``UNROLL_MAX`` are factored with unrolled,
-batch-vectorised code (LAPACK calls per tiny matrix are slow on CPU) and,
-where indefinite, shifted by twice Gershgorin's bound on their negative
-eigenvalues (``A + tau I``, a Levenberg step); larger ones by a ``fori_loop``
-over columns (one matrix-vector product per column, vectorised over any
-batch) and, where indefinite, from an eigendecomposition with the negative
-curvature reflected (``V max(|w|, delta) V^T``).  The pivot rule remains the
-last safeguard of every factorisation.
+Factorisations are *modified* Cholesky: a pivot that is not safely positive is
+replaced by ``max(|pivot|, delta)``, so the factored matrix is always positive
+definite and the step a descent direction (it equals H whenever H is
+comfortably positive definite).  Blocks up to ``UNROLL_MAX`` are factored with
+unrolled, batch-vectorised code (LAPACK calls per tiny matrix are slow on CPU);
+larger ones by a ``fori_loop`` over columns (one matrix-vector product per
+column, vectorised over any batch) where they are safely positive definite,
+and from an eigendecomposition with the negative curvature reflected where
+not (``V max(|w|, delta) V^T``: a proper Newton-like step out of a saddle-like
+region, which the pivot rule does not guarantee).
 
 LAPACK never sees a batch: under ``vmap`` jaxlib's batched CPU kernels (potrf,
 syevd, getrf, trsm) split their batch over the thread pool that runs them,
@@ -39,7 +36,6 @@ __all__ = ["factor", "solve", "block_arrow_solve", "UNROLL_MAX"]
 
 UNROLL_MAX = 8
 _REL_PIVOT = 1e-10
-_REL_SHIFT = 1e-3
 
 
 def _pivot(s, ajj):
@@ -47,17 +43,13 @@ def _pivot(s, ajj):
     return jnp.maximum(jnp.abs(s), delta)
 
 
-def _cholesky_entries(A):
-    """Unrolled modified Cholesky of A (..., m, m): (L (..., m, m), ok (...):
-    no pivot was modified)."""
+def _factor_unrolled(A):
     m = A.shape[-1]
     L = [[None] * m for _ in range(m)]
-    ok = True
     for j in range(m):
         s = A[..., j, j]
         for k in range(j):
             s = s - L[j][k] ** 2
-        ok = ok & (s > _REL_PIVOT * jnp.abs(A[..., j, j]))
         ljj = jnp.sqrt(_pivot(s, A[..., j, j]))
         L[j][j] = ljj
         for i in range(j + 1, m):
@@ -67,31 +59,7 @@ def _cholesky_entries(A):
             L[i][j] = v / ljj
     zero = jnp.zeros_like(A[..., 0, 0])
     rows = [jnp.stack([L[i][j] if j <= i else zero for j in range(m)], axis=-1) for i in range(m)]
-    return jnp.stack(rows, axis=-2), ok
-
-
-def _gershgorin_shift(A):
-    """Shift tau (...) that makes ``A + tau I`` safely positive definite:
-    twice the depth of Gershgorin's lower bound on the eigenvalues below 0
-    (so where the bound is tight the most negative curvature is reflected,
-    |lambda_min|, as ``_factor_eigen`` does), plus ``_REL_SHIFT`` of the
-    largest diagonal entry."""
-    d = jnp.diagonal(A, axis1=-2, axis2=-1)
-    radius = jnp.sum(jnp.abs(A), axis=-1) - jnp.abs(d)
-    lower = jnp.min(d - radius, axis=-1)
-    return 2.0 * jnp.maximum(-lower, 0.0) + _REL_SHIFT * jnp.max(jnp.abs(d), axis=-1)
-
-
-def _factor_unrolled(A):
-    """Cholesky factor of A where safely positive definite, else of the
-    Gershgorin-shifted ``A + tau I`` (a Levenberg step: from an indefinite
-    start the pivot rule's step can lead to a worse minimum, tests/
-    test_parity_infer.py). Two unrolled factorisations selected per matrix:
-    no branch, so it vectorises; cheap in unrolled entries (~m^3/3), unlike
-    an eigendecomposition."""
-    L, ok = _cholesky_entries(A)
-    shifted = A + _gershgorin_shift(A)[..., None, None] * jnp.eye(A.shape[-1], dtype=A.dtype)
-    return jnp.where(ok[..., None, None], L, _cholesky_entries(shifted)[0])
+    return jnp.stack(rows, axis=-2)
 
 
 def _cholesky_loop(X):
