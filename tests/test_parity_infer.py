@@ -540,8 +540,10 @@ def test_fit_from_an_indefinite_start_reaches_pyhfs_minimum():
     already use) reaches pyhf's minimum in 6 iterations instead of 11
     (measured with an entry-wise Jacobi factor; not adopted yet: its
     unrolled code pushes models with blocks of 7 parameters past
-    ``unrolled.MAX_ENTRIES``). Bestfit, 2NLL and q0 as pyhf's, single and
-    vmapped (unrolled)."""
+    ``unrolled.MAX_ENTRIES``). A shift ``A + tau I`` with tau twice
+    Gershgorin's bound also reaches it, but stalled toy fits at high
+    statistics (git show 90e9d4b); twice the exact |lambda_min| did not.
+    Bestfit, 2NLL and q0 as pyhf's, single and vmapped (unrolled)."""
     spec = _indefinite_at_init_workspace()
     model, data = _pyhf_model(spec, {})
     ref_bf, ref_tn = _call(pyhf.infer.mle.fit, data, model, return_fitted_val=True)
