@@ -17,6 +17,16 @@ and from an eigendecomposition with the negative curvature reflected where
 not (``V max(|w|, delta) V^T``: a proper Newton-like step out of a saddle-like
 region, which the pivot rule does not guarantee).
 
+For the Newton step (``block_arrow_solve``) an indefinite small block is
+instead factored shifted, ``A + tau I`` with ``tau = 2 |lambda_min| +
+1e-3 max|A_ii|`` (a Levenberg step that reflects the most negative curvature,
+as the eigendecomposition does): from an indefinite start of a likelihood
+with two minima the pivot rule's step led into the higher one.
+``lambda_min`` comes from bisection on Cholesky's success for ``A - sigma
+I`` (a ``while_loop`` that runs only for the blocks that need it, and
+unrolls); Gershgorin's bound alone is far too deep where parameters are
+strongly correlated (toy fits at high statistics then crawled).
+
 LAPACK never sees a batch: under ``vmap`` jaxlib's batched CPU kernels (potrf,
 syevd, getrf, trsm) split their batch over the thread pool that runs them,
 and two such kernels running at once on a 2-core machine each wait for
@@ -36,6 +46,9 @@ __all__ = ["factor", "solve", "block_arrow_solve", "UNROLL_MAX"]
 
 UNROLL_MAX = 8
 _REL_PIVOT = 1e-10
+_REL_SHIFT = 1e-3  # Levenberg floor of an indefinite block's shift, relative to max |A_ii|
+_DEPTH_TOL = 0.05  # relative precision of |lambda_min| in that shift
+_MAX_BISECT = 64
 
 
 def _pivot(s, ajj):
@@ -43,13 +56,17 @@ def _pivot(s, ajj):
     return jnp.maximum(jnp.abs(s), delta)
 
 
-def _factor_unrolled(A):
+def _cholesky_entries(A):
+    """Unrolled modified Cholesky of A (..., m, m): (L (..., m, m), ok (...):
+    no pivot was modified)."""
     m = A.shape[-1]
     L = [[None] * m for _ in range(m)]
+    ok = True
     for j in range(m):
         s = A[..., j, j]
         for k in range(j):
             s = s - L[j][k] ** 2
+        ok = ok & (s > _REL_PIVOT * jnp.abs(A[..., j, j]))
         ljj = jnp.sqrt(_pivot(s, A[..., j, j]))
         L[j][j] = ljj
         for i in range(j + 1, m):
@@ -59,7 +76,50 @@ def _factor_unrolled(A):
             L[i][j] = v / ljj
     zero = jnp.zeros_like(A[..., 0, 0])
     rows = [jnp.stack([L[i][j] if j <= i else zero for j in range(m)], axis=-1) for i in range(m)]
-    return jnp.stack(rows, axis=-2)
+    return jnp.stack(rows, axis=-2), ok
+
+
+def _lambda_min_below(a, need):
+    """A lower bound ``lo`` on the smallest eigenvalue of one symmetric ``a``
+    (m, m), within ``_DEPTH_TOL |lo|`` plus ``_REL_SHIFT / 10`` of the
+    largest diagonal entry: bisection between Gershgorin's lower bound and the
+    smallest diagonal entry, ``sigma`` moving up where ``a - sigma I`` has a
+    Cholesky factor (then ``lambda_min > sigma``). No iteration unless
+    ``need`` (a bool scalar): Gershgorin's bound is returned."""
+    d = jnp.diagonal(a)
+    scale = jnp.max(jnp.abs(d))
+    radius = jnp.sum(jnp.abs(a), axis=-1) - jnp.abs(d)
+    eye = jnp.eye(a.shape[-1], dtype=a.dtype)
+
+    def go_on(c):
+        lo, hi, n = c
+        return need & (hi - lo > _DEPTH_TOL * jnp.abs(lo) + 0.1 * _REL_SHIFT * scale) & (n < _MAX_BISECT)
+
+    def halve(c):
+        lo, hi, n = c
+        mid = 0.5 * (lo + hi)
+        below = _cholesky_entries(a - mid * eye)[1]
+        return jnp.where(below, mid, lo), jnp.where(below, hi, mid), n + 1
+
+    lo, _, _ = lax.while_loop(go_on, halve, (jnp.min(d - radius), jnp.min(d), 0))
+    return lo
+
+
+def _factor_unrolled(A, shift_indefinite=False):
+    """Unrolled modified Cholesky factor of A (..., m, m); with
+    ``shift_indefinite`` the factor of ``A + tau I`` where A is not safely
+    positive definite (module doc). Two factorisations selected per matrix:
+    no branch, so it vectorises and unrolls."""
+    L, ok = _cholesky_entries(A)
+    if not shift_indefinite:
+        return L
+    # tau is a step modification: not differentiated (nor its while_loop)
+    a = lax.stop_gradient(A)
+    lo = jnp.vectorize(_lambda_min_below, signature="(m,m),()->()")(a, ~ok)
+    scale = jnp.max(jnp.abs(jnp.diagonal(a, axis1=-2, axis2=-1)), axis=-1)
+    tau = 2.0 * jnp.maximum(-lo, 0.0) + _REL_SHIFT * scale
+    shifted = A + tau[..., None, None] * jnp.eye(A.shape[-1], dtype=A.dtype)
+    return jnp.where(ok[..., None, None], L, _cholesky_entries(shifted)[0])
 
 
 def _cholesky_loop(X):
@@ -116,11 +176,13 @@ def _factor_large_vmap(axis_size, in_batched, A):
     return _factor_large(A), True
 
 
-def factor(A):
+def factor(A, shift_indefinite=False):
     """Lower Cholesky factor (..., m, m) of a positive-definite modification of
-    the symmetric ``A`` (..., m, m)."""
+    the symmetric ``A`` (..., m, m): the pivot rule, or for blocks up to
+    ``UNROLL_MAX`` with ``shift_indefinite`` the Levenberg shift (module
+    doc); larger blocks are reflected either way."""
     if A.shape[-1] <= UNROLL_MAX:
-        return _factor_unrolled(A)
+        return _factor_unrolled(A, shift_indefinite)
     return _factor_large(A)
 
 
@@ -175,8 +237,8 @@ def block_arrow_solve(A, Bc, D, rl, rg):
 
     Shapes: A (C, m, m), Bc (C, m, g), D (g, g), rl (C, m), rg (g,).
     Returns (xl (C, m), xg (g,)); each factorisation is modified to be
-    positive definite (module doc)."""
-    La = factor(A)
+    positive definite, small indefinite blocks shifted (module doc)."""
+    La = factor(A, shift_indefinite=True)
     zl = solve(La, rl)
     g = D.shape[-1]
     if g == 0:
@@ -184,6 +246,6 @@ def block_arrow_solve(A, Bc, D, rl, rg):
     Z = solve(La, Bc)  # (C, m, g)
     S = D - jnp.einsum("cmg,cmh->gh", Bc, Z)
     s = rg - jnp.einsum("cmg,cm->g", Bc, zl)
-    xg = solve(factor(0.5 * (S + S.T)), s)
+    xg = solve(factor(0.5 * (S + S.T), shift_indefinite=True), s)
     xl = zl - jnp.einsum("cmg,g->cm", Z, xg)
     return xl, xg

@@ -67,6 +67,53 @@ def test_indefinite_blocks():
         np.testing.assert_allclose(L[3:] @ np.swapaxes(L[3:], -1, -2), reflected, rtol=1e-9, atol=1e-9)
 
 
+def test_indefinite_small_blocks_are_shifted_for_the_newton_step():
+    """``shift_indefinite`` (the Newton step's factor): where a small block is
+    not safely positive definite, the factor of ``A + tau I`` with
+    tau = 2 |lambda_min| + 1e-3 max|A_ii|, |lambda_min| from above within 5%
+    of the estimate + 1e-4 max|A_ii| (bisection); elsewhere the plain Cholesky factor.
+    The same unrolled, vmapped, nested and under jit, and differentiable
+    (the shift itself is held constant)."""
+    rng = np.random.default_rng(3)
+    with jax.enable_x64(True):
+        for m in (1, 2, 5, linalg.UNROLL_MAX):
+            X = rng.normal(size=(12, m, m))
+            A = 0.5 * (X + np.swapaxes(X, -1, -2))
+            A[:4] = _spd(rng, 4, m)
+            A[4] *= 1e-6  # a tiny scale
+            A[5] = -np.eye(m) * 3.0  # negative definite
+            A[6, 0, 0] = 0.0
+            A[7] = np.outer(X[7, 0], X[7, 0])  # rank one: positive semidefinite, singular
+            L = np.asarray(linalg.factor(jnp.asarray(A), shift_indefinite=True))
+            ok = np.asarray(linalg._cholesky_entries(jnp.asarray(A))[1])
+            assert ok[:4].all() and not ok[5] and not ok[6]
+            np.testing.assert_allclose(L[ok], np.linalg.cholesky(A[ok]), rtol=1e-10, atol=1e-12)
+            tau = (np.einsum("nij,nkj->nik", L, L) - A)[~ok]
+            t = tau[:, 0, 0]
+            np.testing.assert_allclose(tau, t[:, None, None] * np.eye(m), rtol=0, atol=1e-9 * np.abs(A[~ok]).max())
+            lmin = np.minimum(np.linalg.eigvalsh(A[~ok])[:, 0], 0.0)
+            scale = np.abs(np.diagonal(A[~ok], axis1=-2, axis2=-1)).max(-1)
+            floor = 1e-3 * scale
+            assert (t >= 2 * -lmin + floor - 1e-12 * scale).all()
+            assert (t <= 2 * (-lmin + 1e-4 * scale) / 0.95 + floor + 1e-12 * scale + 1e-290).all()  # 0: pivot delta
+            jitted = jax.jit(jax.vmap(lambda a: linalg.factor(a, shift_indefinite=True)))(jnp.asarray(A))
+            np.testing.assert_allclose(jitted, L, rtol=1e-12, atol=1e-14)
+            nested = jax.vmap(lambda a: linalg.factor(a, shift_indefinite=True))(jnp.asarray(A).reshape(3, 4, m, m))
+            np.testing.assert_allclose(nested.reshape(L.shape), L, rtol=1e-12, atol=1e-14)
+            unrolled = nsj.unrolled.unrolled_vmap(lambda a: linalg.factor(a, shift_indefinite=True))(jnp.asarray(A))
+            np.testing.assert_allclose(unrolled, L, rtol=1e-12, atol=1e-14)
+            # d/dA of a solve with the shifted factor: tau held, so (A + tau I)^-1 dA (A + tau I)^-1 b
+            b = rng.normal(size=m)
+            k = 5
+            f = lambda a: linalg.solve(linalg.factor(a, shift_indefinite=True), jnp.asarray(b))[0]
+            E = np.zeros((m, m))
+            E[0, -1] = E[-1, 0] = 1.0
+            g = float(jnp.vdot(jax.grad(f)(jnp.asarray(A[k])), E))
+            M = A[k] + dict(zip(np.flatnonzero(~ok), t))[k] * np.eye(m)
+            expected = -(np.linalg.solve(M, E @ np.linalg.solve(M, b)))[0]
+            np.testing.assert_allclose(g, expected, rtol=1e-9, atol=1e-12)
+
+
 def test_vmapped_equals_single_calls():
     """Nested vmaps over a mix of definite and indefinite blocks."""
     rng = np.random.default_rng(1)

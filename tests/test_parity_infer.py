@@ -529,21 +529,14 @@ def _indefinite_at_init_workspace():
     return shaped_signal_workspace([11.9, 8.2, 8.3], [12.0, 25.0, 9.0], [1.0, 2.0, 0.8])
 
 
-@pytest.mark.xfail(strict=True, reason="known defect (issue 4): from this indefinite start the modified-Cholesky "
-                   "pivot rule's Newton step leads into the higher of the two minima")
 def test_fit_from_an_indefinite_start_reaches_pyhfs_minimum():
-    """At the start the Hessian is indefinite, and the step of small blocks'
-    modified Cholesky (a pivot that is not safely positive becomes
-    max(|pivot|, delta), linalg.py) leads this fit into the other, higher
-    minimum: 2NLL 21.0057 vs pyhf's 20.4415, q0 2.45 vs 3.02. The step with
-    the block's negative curvature reflected (V |w| V^T, what large blocks
-    already use) reaches pyhf's minimum in 6 iterations instead of 11
-    (measured with an entry-wise Jacobi factor; not adopted yet: its
-    unrolled code pushes models with blocks of 7 parameters past
-    ``unrolled.MAX_ENTRIES``). A shift ``A + tau I`` with tau twice
-    Gershgorin's bound also reaches it, but stalled toy fits at high
-    statistics (git show 90e9d4b); twice the exact |lambda_min| did not.
-    Bestfit, 2NLL and q0 as pyhf's, single and vmapped (unrolled)."""
+    """At the start the Hessian is indefinite. A modified-Cholesky pivot rule's
+    step (a pivot that is not safely positive becomes max(|pivot|, delta))
+    led this fit into the other, higher minimum: 2NLL 21.0057 vs pyhf's
+    20.4415, q0 2.45 vs 3.02; so did a Levenberg shift of |lambda_min|. The
+    solver's step for indefinite blocks, shifted by 2 |lambda_min| (linalg.py),
+    reaches pyhf's minimum. Bestfit, 2NLL and q0 as pyhf's, single and
+    vmapped (unrolled)."""
     spec = _indefinite_at_init_workspace()
     model, data = _pyhf_model(spec, {})
     ref_bf, ref_tn = _call(pyhf.infer.mle.fit, data, model, return_fitted_val=True)
