@@ -56,27 +56,35 @@ def _pivot(s, ajj):
     return jnp.maximum(jnp.abs(s), delta)
 
 
-def _cholesky_entries(A):
-    """Unrolled modified Cholesky of A (..., m, m): (L (..., m, m), ok (...):
-    no pivot was modified)."""
+def _cholesky_entries(A, shift=None):
+    """Unrolled modified Cholesky of ``A + shift I`` (A (..., m, m), shift
+    (...) or None): (entries ``L[i][j]`` (...) for j <= i, ok (...): no
+    pivot was modified)."""
     m = A.shape[-1]
     L = [[None] * m for _ in range(m)]
     ok = True
     for j in range(m):
-        s = A[..., j, j]
+        ajj = A[..., j, j] if shift is None else A[..., j, j] + shift
+        s = ajj
         for k in range(j):
             s = s - L[j][k] ** 2
-        ok = ok & (s > _REL_PIVOT * jnp.abs(A[..., j, j]))
-        ljj = jnp.sqrt(_pivot(s, A[..., j, j]))
+        ok = ok & (s > _REL_PIVOT * jnp.abs(ajj))
+        ljj = jnp.sqrt(_pivot(s, ajj))
         L[j][j] = ljj
         for i in range(j + 1, m):
             v = A[..., i, j]
             for k in range(j):
                 v = v - L[i][k] * L[j][k]
             L[i][j] = v / ljj
-    zero = jnp.zeros_like(A[..., 0, 0])
+    return L, ok
+
+
+def _stack_lower(L):
+    """(..., m, m) lower-triangular array from ``_cholesky_entries``' entries."""
+    m = len(L)
+    zero = jnp.zeros_like(L[0][0])
     rows = [jnp.stack([L[i][j] if j <= i else zero for j in range(m)], axis=-1) for i in range(m)]
-    return jnp.stack(rows, axis=-2), ok
+    return jnp.stack(rows, axis=-2)
 
 
 def _lambda_min_below(a, need):
@@ -85,11 +93,18 @@ def _lambda_min_below(a, need):
     largest diagonal entry: bisection between Gershgorin's lower bound and the
     smallest diagonal entry, ``sigma`` moving up where ``a - sigma I`` has a
     Cholesky factor (then ``lambda_min > sigma``). No iteration unless
-    ``need`` (a bool scalar): Gershgorin's bound is returned."""
-    d = jnp.diagonal(a)
-    scale = jnp.max(jnp.abs(d))
-    radius = jnp.sum(jnp.abs(a), axis=-1) - jnp.abs(d)
-    eye = jnp.eye(a.shape[-1], dtype=a.dtype)
+    ``need`` (a bool scalar): Gershgorin's bound is returned. Written entry by
+    entry: it is unrolled (``unrolled.py``), where array helpers cost entries."""
+    m = a.shape[-1]
+    d = [a[j, j] for j in range(m)]
+    off = {(i, j): jnp.abs(a[i, j]) for i in range(m) for j in range(i)}
+    lower = hi = d[0]
+    scale = jnp.abs(d[0])
+    for j in range(m):
+        radius = sum(off[max(i, j), min(i, j)] for i in range(m) if i != j)
+        lower = jnp.minimum(lower, d[j] - radius)
+        hi = jnp.minimum(hi, d[j])
+        scale = jnp.maximum(scale, jnp.abs(d[j]))
 
     def go_on(c):
         lo, hi, n = c
@@ -98,28 +113,26 @@ def _lambda_min_below(a, need):
     def halve(c):
         lo, hi, n = c
         mid = 0.5 * (lo + hi)
-        below = _cholesky_entries(a - mid * eye)[1]
+        below = _cholesky_entries(a, -mid)[1]
         return jnp.where(below, mid, lo), jnp.where(below, hi, mid), n + 1
 
-    lo, _, _ = lax.while_loop(go_on, halve, (jnp.min(d - radius), jnp.min(d), 0))
-    return lo
+    lo, _, _ = lax.while_loop(go_on, halve, (lower, hi, 0))
+    return lo, scale
 
 
 def _factor_unrolled(A, shift_indefinite=False):
     """Unrolled modified Cholesky factor of A (..., m, m); with
-    ``shift_indefinite`` the factor of ``A + tau I`` where A is not safely
-    positive definite (module doc). Two factorisations selected per matrix:
-    no branch, so it vectorises and unrolls."""
-    L, ok = _cholesky_entries(A)
+    ``shift_indefinite`` the factor of ``A + tau I``, tau = 0 where A is
+    safely positive definite (module doc). No branch, so it vectorises and
+    unrolls."""
     if not shift_indefinite:
-        return L
+        return _stack_lower(_cholesky_entries(A)[0])
     # tau is a step modification: not differentiated (nor its while_loop)
     a = lax.stop_gradient(A)
-    lo = jnp.vectorize(_lambda_min_below, signature="(m,m),()->()")(a, ~ok)
-    scale = jnp.max(jnp.abs(jnp.diagonal(a, axis1=-2, axis2=-1)), axis=-1)
-    tau = 2.0 * jnp.maximum(-lo, 0.0) + _REL_SHIFT * scale
-    shifted = A + tau[..., None, None] * jnp.eye(A.shape[-1], dtype=A.dtype)
-    return jnp.where(ok[..., None, None], L, _cholesky_entries(shifted)[0])
+    ok = _cholesky_entries(a)[1]
+    lo, scale = jnp.vectorize(_lambda_min_below, signature="(m,m),()->(),()")(a, ~ok)
+    tau = jnp.where(ok, 0.0, 2.0 * jnp.maximum(-lo, 0.0) + _REL_SHIFT * scale)
+    return _stack_lower(_cholesky_entries(A, tau)[0])
 
 
 def _cholesky_loop(X):
