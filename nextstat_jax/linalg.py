@@ -129,6 +129,9 @@ def _factor_unrolled(A, shift_indefinite=False):
         return _stack_lower(_cholesky_entries(A)[0])
     # tau is a step modification: not differentiated (nor its while_loop)
     a = lax.stop_gradient(A)
+    # a positive-definite block is factored twice (this test, then A + 0 I):
+    # keeping the first factor and selecting it cost more unrolled entries
+    # (interp_code1_code0 past MAX_ENTRIES) and measured no faster
     ok = _cholesky_entries(a)[1]
     lo, scale = jnp.vectorize(_lambda_min_below, signature="(m,m),()->(),()")(a, ~ok)
     tau = jnp.where(ok, 0.0, 2.0 * jnp.maximum(-lo, 0.0) + _REL_SHIFT * scale)
