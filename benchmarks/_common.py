@@ -43,6 +43,25 @@ def timeit(fn: Callable, *, repeat: int = 5, number: int = 1, warmup: int = 1) -
     return statistics.median(runs)
 
 
+def timeit_interleaved(fns: Sequence[Callable], *, repeat: int = 7, warmup: int = 2) -> list:
+    """Median wall time (s) of one call of each of ``fns``, timed in turns
+    (one call of each per round, ``repeat`` rounds after ``warmup``), so a
+    drift of the machine's speed (this one's rates move by up to 2x within
+    minutes) reaches every function alike and their ratio stays fair."""
+    if SMOKE_DIR:
+        repeat, warmup = 1, min(warmup, 1)
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    runs = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, r in zip(fns, runs):
+            t0 = time.perf_counter()
+            fn()
+            r.append(time.perf_counter() - t0)
+    return [statistics.median(r) for r in runs]
+
+
 def machine() -> str:
     import jax
 

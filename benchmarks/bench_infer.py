@@ -10,6 +10,9 @@ Rows (median of repeats, float64, every q0 from two converged fits):
 * toys/s for the q~_mu CLs (both hypotheses' toys counted) on both models
   (pyhf 0.7.6's toy calculator fails with numpy 2.x, so no pyhf row).
 
+Throughput rows time our call and NextStat's in turns (``timeit_interleaved``),
+NextStat's toys at the same number of toys as ours.
+
     python benchmarks/bench_infer.py [--n 4096] [--toys 2000]
 """
 
@@ -29,7 +32,7 @@ import pyhf  # noqa: E402
 import nextstat_jax as nsj  # noqa: E402
 from nextstat_jax.datasets import benchmark_workspace, seed_workspace  # noqa: E402
 
-from _common import default, fmt, table, timeit, write  # noqa: E402
+from _common import default, fmt, table, timeit, timeit_interleaved, write  # noqa: E402
 
 MODELS = (
     ("seed (2 par)", seed_workspace, "SR", "signal"),
@@ -94,12 +97,17 @@ def main(argv=None):
         yj = jnp.asarray(ys)
         # steady state: the first calls after a compile run up to 2x slower
         # (measured 8-10 ms, then ~5 ms, for the seed q0 batch)
-        t_q0 = timeit(lambda: q0_batch(yj).block_until_ready(), repeat=7, warmup=4)
-        t_qg = timeit(lambda: jax.block_until_ready(qg_batch(yj)), repeat=7, warmup=4)
+        for _ in range(2):  # (plus the two warm-up rounds of timeit_interleaved)
+            q0_batch(yj).block_until_ready()
+            jax.block_until_ready(qg_batch(yj))
         sub = ys[: min(args.n, 512)]
-        t_ns = timeit(lambda: [mle.q0_like_loss_and_grad_nominal(ns_model, channel=ch, sample=smp,
-                                                                  nominal=list(map(float, y))) for y in sub],
-                      repeat=3, warmup=1) / len(sub) * args.n
+        t_q0, t_qg, t_ns = timeit_interleaved([
+            lambda: q0_batch(yj).block_until_ready(),
+            lambda: jax.block_until_ready(qg_batch(yj)),
+            lambda: [mle.q0_like_loss_and_grad_nominal(ns_model, channel=ch, sample=smp, nominal=list(map(float, y)))
+                     for y in sub],
+        ])
+        t_ns = t_ns / len(sub) * args.n
         psub = ys[: args.pyhf_subset]
         t_py = timeit(lambda: [pyhf_q0(spec, ch, smp, y) for y in psub], repeat=1, warmup=0) / len(psub) * args.n
         # agreement with pyhf on the subset
@@ -116,12 +124,13 @@ def main(argv=None):
 
         # ---- toys (q~mu CLs), both models
         key = jax.random.key(0)
-        t_toy = timeit(lambda: jax.block_until_ready(
-            nsj.hypotest(model, 1.0, calculator="toybased", n_toys=args.toys, key=key, progress=False)),
-            repeat=5, warmup=3)
-        n_ns = max(args.toys // 8, default(100, 10))
-        t_toy_ns = timeit(lambda: nextstat.hypotest_toys(1.0, ns_model, n_toys=n_ns, seed=1), repeat=3, warmup=1)
-        ours_rate, ns_rate = 2 * args.toys / t_toy, 2 * n_ns / t_toy_ns
+        # the same number of toys for both (NextStat's rate grows ~10% from 250 to 2,000 toys)
+        t_toy, t_toy_ns = timeit_interleaved([
+            lambda: jax.block_until_ready(
+                nsj.hypotest(model, 1.0, calculator="toybased", n_toys=args.toys, key=key, progress=False)),
+            lambda: nextstat.hypotest_toys(1.0, ns_model, n_toys=args.toys, seed=1),
+        ], repeat=default(7, 1) if name.startswith("seed") else default(3, 1))
+        ours_rate, ns_rate = 2 * args.toys / t_toy, 2 * args.toys / t_toy_ns
         thr_rows.append([name, "toys/s (q~mu CLs)", fmt(ours_rate), fmt(ns_rate), "n/a",
                          fmt(ours_rate / ns_rate), "n/a", ""])
 
@@ -133,7 +142,9 @@ def main(argv=None):
     body += ("\n\nNextStat's q0 rows use `MaximumLikelihoodEstimator.q0_like_loss_and_grad_nominal` in a "
              "Python loop (it returns q0 with its gradient; NextStat has no cheaper q0-only call), timed on "
              "512 vectors and scaled; pyhf rows are `pyhf.infer.test_statistics.q0` on a rebuilt model per "
-             "vector, timed on a subset and scaled. NextStat's toys use all cores (Rayon). "
+             "vector, timed on a subset and scaled. NextStat's toys use all cores (Rayon), as many toys as ours. "
+             "Throughput rows: ours and NextStat's calls timed in turns (median of 7 rounds; toys on the "
+             "201-parameter model 3), so that the machine's drift reaches both. "
              "× columns: how many times faster nextstat_jax is.")
     write("bench_infer", "Inference: fits, hypotests, q0 throughput, toys", body)
 
