@@ -33,6 +33,9 @@ python benchmarks/bench_logpdf.py && python benchmarks/bench_infer.py && python 
 same command runs every row at tiny sizes and writes the tables and this page
 to `<dir>` instead (a minute and a half; the test suite runs it that way, so
 the command is known to work; those numbers mean nothing).
+`python benchmarks/profile_seed.py` is a diagnostic, not a table: where the
+seed model's batched time goes (toy sampling, statistics, the pieces of one
+Newton iteration, the Newton steps the toys' fits need).
 
 Models: *seed* is the seed notebook's workspace (8 bins, 2 parameters:
 `mu` and one background normsys); *201 par* is `nextstat_jax.datasets.benchmark_workspace()`
@@ -49,32 +52,42 @@ line.
 {sections}
 ## Reading the numbers
 
-Status against the issues' targets, from the runs of 2026-12-06 on the 2-core
-CPU above (inference and environment tables from the eighth session that day,
-its second runs; logpdf tables from the second session;
-rerunning the scripts rewrites the tables, not this paragraph). Both engines'
-rates move between runs on this machine: NextStat's seed q0 31.1k/s to
-37.6k/s and its toys 56k/s to 69k/s over the sessions, and ours as much: the
-same code gave the seed q0 batch 1.23M/s in the eighth session's first run
-and 888k/s in its second, an hour apart (a single process timing it in
-isolation: 3.3-4.1 ms per 4096, i.e. 1.0M-1.24M/s). So each ratio is from one
-run with both engines side by side, and a target counts as met only where
-both of the session's runs met it. Throughput is the steady state: 4 warm-up
-calls, then the median of 7:
+Status against the issues' targets, from the two inference runs of
+2026-12-07 on the 2-core CPU above (the table above is the second; the
+environment table from the same session, one run; logpdf tables from the
+second session of 2026-12-06; rerunning the scripts rewrites the tables, not
+this paragraph). The machine was slow that day and both engines' rates move
+between runs: NextStat's seed q0 ran at 16.5k/s and 10.9k/s in the two runs
+(31k/s to 38k/s the day before) and its seed toys at 27k/s (56k/s to 69k/s),
+ours by as much (the seed q0 batch 1.23M/s and 888k/s a day earlier, 410k/s
+and 406k/s here). So each ratio is from one run with both engines side by
+side, and since this session the throughput rows time our call and
+NextStat's in turns (one of each per round, median of 7 rounds after 2
+warm-up rounds, and NextStat's toys at as many toys as ours, where earlier
+tables used an eighth as many): a drift of the machine reaches both. A target
+counts as met only where both runs met it:
 
 | target | measured (second run; first run) | status |
 |---|---|---|
-| q0 throughput, seed model, >= 30x NextStat | 26.9x (888k/s; NextStat 33.0k/s); 37.4x (1.23M/s; NextStat 33.0k/s) | met in one run of two |
-| q0 throughput, 201-parameter model, >= 25x NextStat | 25.8x (16.4k/s; NextStat 635/s); 25.4x (18.0k/s; NextStat 709/s) | met |
-| q0 + gradient costs no more than q0 | seed 940k/s vs 888k/s (no dearer); 13% dearer in the first run. 201 par 13% dearer (14.2k/s); 17% | not met (one extra pass per fit, see below) |
-| toys/s >= 10x NextStat (which uses every core) | 201 par 11.3x (15.3k/s; NextStat 1.35k/s); 11.2x. Seed 5.97x (400k/s; NextStat 67.1k/s); 8.38x (556k/s) | met on 201 par only |
-| batched gymnax env >= 50x NextStat's single env | 84.5x (1.91M steps/s at 4096 envs; NextStat 22.6k); 65.9x (1.93M steps/s; NextStat 29.3k). 38.4x in the seventh session | met |
-| single-call latency stated honestly | NextStat ~10x faster on the seed fit (0.0086 vs 0.086 ms) and ~4.2x on the seed hypotest; we are ~2.0x (fit) and ~6.7x (hypotest) faster on 201 parameters | stated |
+| q0 throughput, seed model, >= 30x NextStat | 37.1x (406k/s; NextStat 10.9k/s); 24.8x (409k/s; NextStat 16.5k/s). The day before 26.9x and 37.4x | met in one run of two |
+| q0 throughput, 201-parameter model, >= 25x NextStat | 29.7x (7.96k/s; NextStat 268/s); 32.6x (11.9k/s; NextStat 366/s) | met |
+| q0 + gradient costs no more than q0 | seed 21% dearer (319k/s vs 406k/s); 9%. 201 par 26% dearer (5.91k/s vs 7.96k/s); 15% | not met (one extra pass per fit, see below) |
+| toys/s >= 10x NextStat (which uses every core) | 201 par 16.9x (9.6k/s; NextStat 572/s); 18.4x. Seed 9.34x (250k/s; NextStat 26.7k/s); 8.04x (218k/s; NextStat 27.2k/s) | met on 201 par only |
+| batched gymnax env >= 50x NextStat's single env | 63.2x (1.11M steps/s at 4096 envs; NextStat 17.5k). The day before 84.5x and 65.9x | met |
+| single-call latency stated honestly | NextStat ~11-13x faster on the seed fit (0.0128 vs 0.144 ms) and ~3-4.6x on the seed hypotest; we are ~2.3-2.4x (fit) and ~8-10x (hypotest) faster on 201 parameters | stated |
 
 The gradient of q0 with respect to the yields is exact and needs no extra
 fit (envelope theorem), but it is one more linearised pass of the likelihood
 per fit at its optimum (the cotangent of every sample's nominal in every bin
 of the model), about half a Newton iteration on the 201-parameter model.
+
+Unrolled loops since 2026-12-07 (docs/design.md): the whole-batch loop hands
+the last 1/8 of the batch (was 1/64) to its tail loop: a fifth of the seed
+toys' free fits need a fourth Newton step, which 1/64 ran on the whole batch
+(interleaved, p10: a toy chunk of 2 x 2048 9.74 -> 9.07 ms, seed q0 x 4096
+6.43 -> 5.91 ms, 16 steps of 4096 gymnax envs 47.6 -> 41.2 ms).
+`benchmarks/profile_seed.py` shows where the rest goes: ~4 Newton iterations
+per toy chunk, each half derivatives.
 
 The environment since the eighth session of 2026-12-06: with the `q0`/`z0`
 reward on the observed data (NextStat's setting), the background-only fit
