@@ -43,23 +43,30 @@ def timeit(fn: Callable, *, repeat: int = 5, number: int = 1, warmup: int = 1) -
     return statistics.median(runs)
 
 
-def timeit_interleaved(fns: Sequence[Callable], *, repeat: int = 7, warmup: int = 2) -> list:
-    """Median wall time (s) of one call of each of ``fns``, timed in turns
-    (one call of each per round, ``repeat`` rounds after ``warmup``), so a
-    drift of the machine's speed (this one's rates move by up to 2x within
-    minutes) reaches every function alike and their ratio stays fair."""
+def runs_interleaved(fns: Sequence[Callable], *, repeat: int = 7, warmup: int = 2, calls: int = 1) -> list:
+    """Wall times (s) of each of ``fns``, timed in turns: per round ``calls``
+    calls of each, ``repeat`` rounds after ``warmup``; one list per function.
+    A drift of the machine's speed (this one's rates move by up to 2x within
+    minutes) reaches every function alike, so their ratio stays fair."""
     if SMOKE_DIR:
-        repeat, warmup = 1, min(warmup, 1)
+        repeat, warmup, calls = 1, min(warmup, 1), 1
     for _ in range(warmup):
         for fn in fns:
             fn()
     runs = [[] for _ in fns]
     for _ in range(repeat):
         for fn, r in zip(fns, runs):
-            t0 = time.perf_counter()
-            fn()
-            r.append(time.perf_counter() - t0)
-    return [statistics.median(r) for r in runs]
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                fn()
+                r.append(time.perf_counter() - t0)
+    return runs
+
+
+def timeit_interleaved(fns: Sequence[Callable], *, repeat: int = 7, warmup: int = 2) -> list:
+    """Median wall time (s) of one call of each of ``fns``, timed in turns
+    (:func:`runs_interleaved`)."""
+    return [statistics.median(r) for r in runs_interleaved(fns, repeat=repeat, warmup=warmup)]
 
 
 def machine() -> str:

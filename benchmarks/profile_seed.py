@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -36,20 +35,14 @@ from nextstat_jax.structure import hessian_structure  # noqa: E402
 from nextstat_jax.teststats import statistic  # noqa: E402
 from nextstat_jax.unrolled import unrolled_vmap  # noqa: E402
 
+from _common import runs_interleaved  # noqa: E402
 
-def in_turns(fns: dict, rounds: int, calls: int = 5) -> dict:
-    """name -> (p10, median) ms of each zero-argument blocking callable."""
-    for fn in fns.values():
-        for _ in range(3):
-            fn()
-    runs = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            for _ in range(calls):
-                t0 = time.perf_counter()
-                fn()
-                runs[k].append(time.perf_counter() - t0)
-    return {k: (1e3 * float(np.percentile(v, 10)), 1e3 * statistics.median(v)) for k, v in runs.items()}
+
+def in_turns(fns: dict, rounds: int) -> dict:
+    """name -> (p10, median) ms of each zero-argument blocking callable,
+    5 calls of each per round (``_common.runs_interleaved``)."""
+    runs = runs_interleaved(list(fns.values()), repeat=rounds, warmup=3, calls=5)
+    return {k: (1e3 * float(np.percentile(v, 10)), 1e3 * statistics.median(v)) for k, v in zip(fns, runs)}
 
 
 def main(argv=None):
