@@ -95,18 +95,15 @@ def main(argv=None):
         q0_batch = jax.jit(jax.vmap(lambda y: nsj.q0(model.with_yields(ch, smp, y))))
         qg_batch = jax.jit(jax.vmap(jax.value_and_grad(lambda y: nsj.q0(model.with_yields(ch, smp, y)))))
         yj = jnp.asarray(ys)
-        # steady state: the first calls after a compile run up to 2x slower
-        # (measured 8-10 ms, then ~5 ms, for the seed q0 batch)
-        for _ in range(2):  # (plus the two warm-up rounds of timeit_interleaved)
-            q0_batch(yj).block_until_ready()
-            jax.block_until_ready(qg_batch(yj))
         sub = ys[: min(args.n, 512)]
+        # 4 warm-up rounds: the first calls after a compile run up to 2x
+        # slower (measured 8-10 ms, then ~5 ms, for the seed q0 batch)
         t_q0, t_qg, t_ns = timeit_interleaved([
             lambda: q0_batch(yj).block_until_ready(),
             lambda: jax.block_until_ready(qg_batch(yj)),
             lambda: [mle.q0_like_loss_and_grad_nominal(ns_model, channel=ch, sample=smp, nominal=list(map(float, y)))
                      for y in sub],
-        ])
+        ], warmup=4)
         t_ns = t_ns / len(sub) * args.n
         psub = ys[: args.pyhf_subset]
         t_py = timeit(lambda: [pyhf_q0(spec, ch, smp, y) for y in psub], repeat=1, warmup=0) / len(psub) * args.n

@@ -61,6 +61,9 @@ class _Problem(NamedTuple):
     init: jax.Array
     bounds: jax.Array
     fixed: jax.Array
+    #: optional first iterate (P,); init stays the fallback where the objective
+    #: is not finite there (``minimize``'s ``start``)
+    start: Optional[jax.Array] = None
 
 
 def _objective(theta, model: Model, data, prep: Prepared):
@@ -189,10 +192,10 @@ def _solve(prob: _Problem, options: SolverOptions) -> Solution:
     structure = hessian_structure(prob.model.layout)
     kinks = _kink_mask(prob.model.layout)
 
-    def run(start, lo, hi):
-        return minimize(_objective_fns, objective, start, lo, hi, prob.fixed, structure, options, kinks)
+    def run(init, lo, hi, start=None):
+        return minimize(_objective_fns, objective, init, lo, hi, prob.fixed, structure, options, kinks, start)
 
-    sol = run(prob.init, lo, hi)
+    sol = run(prob.init, lo, hi, prob.start)
     best = sol
     if kinks is not None:
         mirror = _other_side_of_kinks(sol.theta, jnp.asarray(kinks), prob.fixed, _two_sided(prob.model))

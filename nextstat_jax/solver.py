@@ -243,6 +243,7 @@ class _Context(NamedTuple):
     lo: jax.Array
     hi: jax.Array
     fixed: jax.Array
+    fallback: Optional[jax.Array] = None
 
 
 def _start(theta) -> _State:
@@ -269,15 +270,18 @@ def _iteration(fns_of, structure, options, kinks, ctx: _Context, s: _State) -> _
     # converged onto a possible saddle: once per fit, step off the bound and go on
     stuck = _stuck_on_bounds(s.theta, g, free, lo, hi)
     kick = small & finite & jnp.any(stuck) & ~s.kicked & (s.it < options.max_iter)
-    stop = (small & ~kick) | ~finite | (s.it >= options.max_iter)
+    # a start where the objective is not finite: go on from the fallback, once
+    restart = jnp.zeros((), bool) if ctx.fallback is None else (
+        ~finite & (s.it == 0) & jnp.any(s.theta != ctx.fallback))
+    stop = ((small & ~kick) | ~finite | (s.it >= options.max_iter)) & ~restart
     snap_lo, snap_hi = at_lo & ~fixed, at_hi & ~fixed
     cand, ok, n_ls, fc = _line_search(value, s.theta, f, g, d, lo, hi, snap_lo, snap_hi, at_kink, options,
-                                      stop | kick)
+                                      stop | kick | restart)
     # fallback when the Newton direction fails: a diagonally scaled
     # projected gradient step (always a descent direction)
     d_grad = jnp.where(free, -g / scale, 0.0)
     cand2, ok2, _, fc2 = _line_search(value, s.theta, f, g, d_grad, lo, hi, snap_lo, snap_hi, at_kink,
-                                      options, stop | kick | ok)
+                                      options, stop | kick | restart | ok)
     cand = jnp.where(ok, cand, cand2)
     fc = jnp.where(ok, fc, fc2)
     ok = ok | ok2
@@ -293,14 +297,17 @@ def _iteration(fns_of, structure, options, kinks, ctx: _Context, s: _State) -> _
         (small & finite & ~kick) | final, 0,
         jnp.where(~finite, 2, jnp.where(s.it >= options.max_iter, 1, jnp.where(ok, 1, 3))),
     ).astype(jnp.int32)
+    theta = jnp.where(kick, _kicked(s.theta, stuck, lo, hi), jnp.where(step, cand, s.theta))
+    if ctx.fallback is not None:
+        theta = jnp.where(restart, ctx.fallback, theta)
     return _State(
-        theta=jnp.where(kick, _kicked(s.theta, stuck, lo, hi), jnp.where(step, cand, s.theta)),
+        theta=theta,
         # the objective at the new iterate (the line search computed it), so
         # that a solution's f is its theta's without another evaluation
         f=jnp.where(step, fc, jnp.where(jnp.isfinite(f), f, s.f)),
         g=jnp.where(finite, g, s.g),
         it=s.it + (step | kick).astype(jnp.int32),
-        done=(stop | ~ok | final) & ~kick,
+        done=(stop | ~ok | final) & ~kick & ~restart,
         status=status,
         kicked=s.kicked | kick,
         pred=jnp.where(kick, jnp.inf, jnp.where(step, pred, s.pred)),
@@ -317,6 +324,7 @@ def minimize(
     structure: HessianStructure,
     options: SolverOptions = SolverOptions(),
     kinks: Optional[np.ndarray] = None,
+    start: Optional[jax.Array] = None,
 ) -> Solution:
     """Minimise ``f`` over the box ``[lo, hi]`` with ``fixed`` parameters held.
 
@@ -335,6 +343,12 @@ def minimize(
             kink (upper side ascending, lower side descending towards it) is
             held at exactly 0, like a parameter at an active bound: the
             Newton step on it would only bounce across the kink.
+        start: optional (P,) first iterate (clipped into the box; fixed
+            entries from ``theta0``), with ``theta0`` the fallback: where the
+            objective or its derivatives are not finite at ``start`` the fit
+            goes on from ``theta0`` (the first iteration's derivatives tell,
+            at no extra cost). ``theta0`` alone sets the fixed values and the
+            box, so a batch of starts leaves those unbatched.
 
     The loop is an :func:`~nextstat_jax.element_loop.element_while`: under
     ``vmap`` each element costs about its own iterations, not the batch's
@@ -344,7 +358,10 @@ def minimize(
     lo = jnp.where(fixed, theta0, lo)
     hi = jnp.where(fixed, theta0, hi)
     theta = jnp.clip(theta0, lo, hi)
+    fallback = None
+    if start is not None:
+        fallback, theta = theta, jnp.clip(start, lo, hi)  # fixed entries: lo == hi == theta0
     body = functools.partial(_iteration, fns_of, structure, options, kinks)
-    out = element_while(lambda s: ~s.done, body, _Context(problem, lo, hi, fixed), _start(theta))
+    out = element_while(lambda s: ~s.done, body, _Context(problem, lo, hi, fixed, fallback), _start(theta))
     converged = out.status == 0
     return Solution(out.theta, out.f, out.g, converged, out.it, out.status)

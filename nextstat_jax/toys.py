@@ -30,7 +30,8 @@ from .asymptotics import HypotestResult, expected_full
 from .fits import _Problem, _solve, fix_poi
 from .sampling import counter_uniforms, poisson_inverting
 from .solver import SolverOptions
-from .teststats import statistic
+from .teststats import profile_inits, statistic, test_mu
+from .toy_starts import predicted_starts
 
 __all__ = ["sample_toys", "hypotest_toys", "toy_statistics", "auto_chunk", "NORMAL_PERCENTILES"]
 
@@ -77,12 +78,17 @@ def sample_toys(key, model, theta, index):
 def _toy_chunk(prob: _Problem, thetas, mu, kind, poi, options, keys, indices):
     """(H, n) test statistics and convergence of toys ``indices`` (n,) of each
     hypothesis (generating parameters ``thetas`` (H, P), keys (H,)), all
-    fitted in one vmapped batch. Each hypothesis' toys are drawn by their own
-    vmap, where the rates are not batched (``sampling.poisson`` then runs
-    only the branches they need)."""
+    fitted in one vmapped batch, each fit (of a small model) from its optimum
+    predicted to first order in the toy's data (``toy_starts.py``). Each hypothesis' toys are
+    drawn by their own vmap, where the rates are not batched
+    (``sampling.poisson`` then runs only the branches they need)."""
     draw = lambda h: jax.vmap(lambda i: sample_toys(keys[h], prob.model, thetas[h], i))(indices)
     data = jnp.stack([draw(h) for h in range(thetas.shape[0])])
-    out = jax.vmap(jax.vmap(lambda d: statistic(prob._replace(data=d), mu, kind, poi, options)))(data)
+    # each toy's fits start at their optima predicted from its data (toy_starts.py)
+    inits, fixeds = profile_inits(prob, poi, (test_mu(kind, mu, thetas.dtype),))
+    starts = predicted_starts(prob, thetas, inits, fixeds, data)
+    stat = lambda d, s: statistic(prob._replace(data=d), mu, kind, poi, options, starts=s, trust_starts=True)
+    out = jax.vmap(jax.vmap(stat))(data, starts)
     return out.value, out.converged
 
 

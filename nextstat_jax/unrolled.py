@@ -656,8 +656,9 @@ def _leaf_axes(in_axes, args) -> list:
         if isinstance(spec, (int, type(None))):
             out += [spec] * n
         else:
-            flat = jax.tree_util.tree_leaves(spec, is_leaf=lambda x: x is None)
-            if len(flat) != n:
-                raise ValueError("in_axes does not match the arguments' structure")
+            try:  # spec's None leaves and the argument's empty (None) nodes alike
+                flat = jax.tree_util.tree_structure(arg).flatten_up_to(spec)
+            except (ValueError, TypeError) as e:
+                raise ValueError("in_axes does not match the arguments' structure") from e
             out += flat
     return out
