@@ -10,8 +10,10 @@ Times, in turns (so the machine's drift reaches all alike; p10 and median of
   derivatives (value, gradient, Hessian-vector products), the NLL alone (what
   each line-search trial costs), the Newton direction and the whole iteration;
 
-and prints the Newton steps the toys' free and fixed-POI fits need (the
-unrolled loop runs on the whole batch until at most 1/``TAIL`` of it goes on).
+and prints the Newton steps the toys' free and fixed-POI fits need from the
+init and from their predicted optima (``toy_starts.py``, what toy chunks use;
+the unrolled loop runs on the whole batch until at most 1/``TAIL`` of it goes
+on).
 
     python benchmarks/profile_seed.py [--n 2048] [--rounds 10]
 """
@@ -32,7 +34,8 @@ from nextstat_jax import solver, toys  # noqa: E402
 from nextstat_jax.datasets import seed_workspace  # noqa: E402
 from nextstat_jax.fits import _derivatives, _objective_fns, _solve, fix_poi, make_problem  # noqa: E402
 from nextstat_jax.structure import hessian_structure  # noqa: E402
-from nextstat_jax.teststats import statistic  # noqa: E402
+from nextstat_jax.teststats import profile_inits, statistic  # noqa: E402
+from nextstat_jax.toy_starts import predicted_starts  # noqa: E402
 from nextstat_jax.unrolled import unrolled_vmap  # noqa: E402
 
 from _common import runs_interleaved  # noqa: E402
@@ -60,21 +63,27 @@ def main(argv=None):
     sample = jax.jit(lambda th, ks, ix: jnp.stack(
         [jax.vmap(lambda i: toys.sample_toys(ks[h], model, th[h], i))(ix) for h in range(2)]))
     data = sample(thetas, keys, idx)
-    stats = jax.jit(lambda p, d, m: jax.vmap(jax.vmap(
-        lambda x: statistic(p._replace(data=x), m, "qtilde", poi, opts)))(d).value)
+    stats = jax.jit(lambda p, d, m, s: jax.vmap(jax.vmap(  # from the predicted optima, as in the chunk
+        lambda x, t: statistic(p._replace(data=x), m, "qtilde", poi, opts, starts=t, trust_starts=True)))(d, s).value)
     nominal = np.asarray(model.sample_yields("SR", "signal"))
     ys = jnp.asarray(nominal * np.exp(0.3 * np.random.default_rng(0).standard_normal((2 * n, nominal.size))))
     q0 = jax.jit(jax.vmap(lambda y: nsj.q0(model.with_yields("SR", "signal", y))))
 
-    # the Newton steps of the toys' fits
-    def steps(fixed_poi):
-        one = lambda d: _solve(fix_poi(prob._replace(data=d), poi, mu) if fixed_poi else prob._replace(data=d),
-                               opts).n_iter
-        return np.asarray(jax.jit(jax.vmap(jax.vmap(one)))(data)).ravel()
+    # the Newton steps of the toys' fits, from the init and from their predicted optima (as toy chunks do)
+    inits, fixeds = profile_inits(prob, poi, (mu,))
+    starts = predicted_starts(prob, thetas, inits, fixeds, data)  # (2, n, 2, P)
+
+    def steps(fixed_poi, predicted):
+        def one(d, s):
+            p = fix_poi(prob._replace(data=d), poi, mu) if fixed_poi else prob._replace(data=d)
+            return _solve(p._replace(start=s[int(fixed_poi)] if predicted else None), opts).n_iter
+        return np.asarray(jax.jit(jax.vmap(jax.vmap(one)))(data, starts)).ravel()
 
     for label, fixed_poi in (("free", False), ("fixed-POI", True)):
-        counts = np.bincount(steps(fixed_poi))
-        print(f"toy {label} fits, Newton steps: " + ", ".join(f"{k}: {c}" for k, c in enumerate(counts) if c))
+        for start, predicted in (("init", False), ("predicted optimum", True)):
+            counts = np.bincount(steps(fixed_poi, predicted))
+            print(f"toy {label} fits from the {start}, Newton steps: "
+                  + ", ".join(f"{k}: {c}" for k, c in enumerate(counts) if c))
 
     # one unrolled iteration over the flat batch of 2n toys, from a common start
     flat = data.reshape(2 * n, -1)
@@ -101,7 +110,7 @@ def main(argv=None):
         "its toy chunk": lambda: jax.block_until_ready(
             toys._toy_chunk(prob, thetas, mu, "qtilde", poi, opts, keys, idx)),
         "sampling alone": lambda: sample(thetas, keys, idx).block_until_ready(),
-        "statistics alone": lambda: stats(prob, data, mu).block_until_ready(),
+        "statistics alone": lambda: stats(prob, data, mu, starts).block_until_ready(),
         f"q0 x {2 * n} (as many fits)": lambda: q0(ys).block_until_ready(),
     }
     for name, (fn, fargs) in pieces.items():
