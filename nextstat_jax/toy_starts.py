@@ -1,4 +1,4 @@
-"""Warm starts for toy fits: each toy's optimum predicted to first order.
+"""Warm starts for toy fits: each toy's optimum predicted by one Newton step.
 
 Toys are drawn at generating parameters ``theta_g``, whose expected data
 ``d0`` is the Asimov data set of ``theta_g``: there ``theta_g`` is the
@@ -44,7 +44,7 @@ MAX_GAIN = 1 << 12
 def predicts(model) -> bool:
     """Whether toys of ``model`` get predicted starts (static: by shapes)."""
     lay = model.layout
-    return model.n_params * (lay.n_main + len(lay.aux_poisson)) <= MAX_GAIN
+    return model.n_params * (lay.n_main + lay.n_aux) <= MAX_GAIN
 
 
 def _predictor(prob: _Problem, theta_g, inits, fixeds):

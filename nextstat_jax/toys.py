@@ -117,7 +117,7 @@ def auto_chunk(n_toys: int, n_hyp: int, model) -> int:
     ``n_toys`` share compiled code), at most ``MAX_CHUNK`` and at most what
     keeps the toys' data and parameters under ``CHUNK_NUMBERS`` numbers."""
     lay = model.layout
-    width = n_hyp * (lay.n_main + len(lay.aux_poisson) + lay.n_params)
+    width = n_hyp * (lay.n_main + lay.n_aux + lay.n_params)
     cap = max(16, min(MAX_CHUNK, 1 << int(np.log2(max(CHUNK_NUMBERS // width, 1)))))
     return min(cap, 1 << int(np.ceil(np.log2(max(n_toys, 1)))))
 
