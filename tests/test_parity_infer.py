@@ -192,14 +192,15 @@ class Reference:
             self.limits = (float(obs), np.asarray(exp, float))
 
     def refit(self, start, poi_value=None):
-        """pyhf's free (or fixed-POI) fit on the observed data started from ``start``: 2NLL."""
+        """pyhf's free (or fixed-POI) fit on the observed data started from
+        ``start``: (bestfit, 2NLL)."""
         mle = pyhf.infer.mle
         if poi_value is None:
-            _, tn = _call(mle.fit, self.data, self.model, init_pars=list(start), return_fitted_val=True)
+            bf, tn = _call(mle.fit, self.data, self.model, init_pars=list(start), return_fitted_val=True)
         else:
-            _, tn = _call(mle.fixed_poi_fit, poi_value, self.data, self.model, init_pars=list(start),
-                          return_fitted_val=True)
-        return float(tn)
+            bf, tn = _call(mle.fixed_poi_fit, poi_value, self.data, self.model, init_pars=list(start),
+                           return_fitted_val=True)
+        return np.asarray(bf, float), float(tn)
 
     def _asimov_fits(self, mu):
         """(Asimov data, free 2NLL, fixed-mu 2NLL): the fits behind pyhf's q~ hypotest."""
@@ -260,13 +261,14 @@ def check_fit(ours: nsj.FitResult, ref_bestfit, ref_twice_nll, what, par_names, 
     the best fit is not unique, so only the minimum value is compared and
     convergence is not required (the value must still be reached).
 
-    ``refit(start) -> 2NLL``: pyhf's same fit started from ``start``. Where our
-    minimum is below pyhf's by more than NLL_ATOL, pyhf stopped short (a flat
-    valley): its fit started from our best fit must then reach our value, and
-    that value becomes the reference."""
+    ``refit(start) -> (bestfit, 2NLL)``: pyhf's same fit started from
+    ``start``. Where our minimum is below pyhf's by more than NLL_ATOL, pyhf
+    stopped short (a flat valley, or the higher of two local minima either side
+    of an interpolation kink): its fit started from our best fit must then
+    reach our value, and that fit becomes the reference."""
     bf, unc, tn = _np(ours.bestfit), _np(ours.uncertainties), float(ours.twice_nll)
     if refit is not None and tn < ref_twice_nll - NLL_ATOL:
-        confirmed = float(refit(bf))
+        ref_bestfit, confirmed = refit(bf)
         assert abs(confirmed - tn) <= NLL_ATOL, (
             f"{what}: our 2NLL {tn!r} is below pyhf's {ref_twice_nll!r}, but pyhf started from our best fit "
             f"reaches {confirmed!r}")
@@ -380,11 +382,11 @@ def qtilde_reference(ref: Reference, model, ours_fit, ours_q, mu, i, what) -> fl
     _, t_fixed = _call(pyhf.infer.mle.fixed_poi_fit, mu, ref.data, ref.model, return_fitted_val=True)
     if tn >= float(t_fixed) - NLL_ATOL:
         return ref.qtilde[i]
-    confirmed = ref.refit(_np(ours_fixed.bestfit), poi_value=mu)
+    _, confirmed = ref.refit(_np(ours_fixed.bestfit), poi_value=mu)
     assert abs(confirmed - tn) <= NLL_ATOL, (
         f"{what}: our fixed-mu 2NLL {tn!r} is below pyhf's {float(t_fixed)!r}, but pyhf started from our "
         f"best fit reaches {confirmed!r}")
-    free = min(ref.fit[1], ref.refit(_np(ours_fit.bestfit)))
+    free = min(ref.fit[1], ref.refit(_np(ours_fit.bestfit))[1])
     warnings.warn(f"{what}: pyhf's fixed-mu fit stops {float(t_fixed) - tn:.3g} above our minimum in 2NLL; "
                   f"q~ compared with pyhf's restarted fits")
     mu_hat = float(_np(ours_fit.bestfit)[model.poi_index])
