@@ -94,9 +94,9 @@ def main(argv=None):
                      f"{seconds:.1f}", f"{steps:,}", f"{rate:,.0f}", note])
         print(rows[-1])
 
-    # 1. random policy (results fetched as numpy: a jnp reduction outside float64 mode truncates to float32)
+    # 1. random policy
     t0 = time.perf_counter()
-    rnd = jax.device_get(evaluate(env, params, random_policy(nominal.size), jax.random.key(0), 256, keyed=True))
+    rnd = evaluate(env, params, random_policy(nominal.size), jax.random.key(0), 256, keyed=True)
     row("random policy", float(np.mean(rnd["final_metric"])), time.perf_counter() - t0, 256 * 64,
         "mean over 256 episodes")
 
@@ -115,7 +115,7 @@ def main(argv=None):
     # 4. pure-JAX PPO
     cfg = PPOConfig(total_timesteps=64 * 256 * 8, num_envs=256) if q else PPOConfig()
     out = train_ppo(env, params, cfg, jax.random.key(0))
-    ev = jax.device_get(evaluate(env, params, out.policy, jax.random.key(1), 8))
+    ev = evaluate(env, params, out.policy, jax.random.key(1), 8)
     row(f"pure-JAX PPO ({cfg.num_envs} envs, jit+vmap)", float(np.mean(ev["final_metric"])), out.seconds,
         out.env_steps, "training time includes compilation")
     curves["pure-JAX PPO"] = out.metrics
@@ -130,11 +130,10 @@ def main(argv=None):
     # reference: the seed's original setting (observed data, absolute reward, no budget)
     env_o, params_o = nsj.gym.make_gymnax_env(ws, channel="SR", sample="signal", reward_metric="q0",
                                                max_steps=64, action_scale=0.2)
-    rnd_o = jax.device_get(evaluate(env_o, params_o, random_policy(nominal.size), jax.random.key(0), 64,
-                                    keyed=True))
+    rnd_o = evaluate(env_o, params_o, random_policy(nominal.size), jax.random.key(0), 64, keyed=True)
     out_o = train_ppo(env_o, params_o, PPOConfig(total_timesteps=64 * 256 * 8, num_envs=256,
                                                   start_noise=None, progress=False), jax.random.key(0))
-    ev_o = jax.device_get(evaluate(env_o, params_o, out_o.policy, jax.random.key(1), 8))
+    ev_o = evaluate(env_o, params_o, out_o.policy, jax.random.key(1), 8)
 
     table = ["| method | final q0 | Z0 | % of optimum | wall time (s) | env steps | steps/s | note |",
              "|---|---|---|---|---|---|---|---|"] + ["| " + " | ".join(r) + " |" for r in rows]

@@ -61,6 +61,10 @@ def test_dynamics_and_reward(cm, task):
     obs, state = env.reset(jax.random.key(0), params)
     lo, hi = np.asarray(cm.low), np.asarray(cm.high)
     assert obs.dtype == jnp.float64 and np.all((np.asarray(obs) >= lo) & (np.asarray(obs) <= hi))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the float64 space samples and compares in float64 (x64 off here)
+        assert env.observation_space(params).contains(obs)
+        assert env.observation_space(params).sample(jax.random.key(3)).dtype == jnp.float64
     a = np.array([0.5, -1.0, 0.25], np.float32)
     obs2, state2, r, term, trunc, info = env.step(jax.random.key(1), state, a, params)
     expect = np.clip(np.asarray(obs) + 0.1 * (hi - lo) * a, lo, hi)

@@ -4,8 +4,10 @@ share a namespace, in order), and docs/api.md matches the docstrings."""
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+import jax
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,11 +26,18 @@ def test_code_blocks_run(path, monkeypatch, tmp_path):
     matplotlib.use("Agg")
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": f"docs_{path.stem}"}
-    for i, code in enumerate(_blocks(path)):
-        try:
-            exec(compile(code, f"{path.name}[block {i}]", "exec"), namespace)
-        except Exception as err:  # pragma: no cover - the failure message is the point
-            pytest.fail(f"{path.name} block {i} failed: {type(err).__name__}: {err}\n{code}")
+    x64 = jax.config.read("jax_enable_x64")  # the examples set it, as users do: restored for later tests
+    try:
+        for i, code in enumerate(_blocks(path)):
+            try:
+                # a truncation to float32 in the examples' own array code is an error here
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("error", message="Explicitly requested dtype float64")
+                    exec(compile(code, f"{path.name}[block {i}]", "exec"), namespace)
+            except Exception as err:  # pragma: no cover - the failure message is the point
+                pytest.fail(f"{path.name} block {i} failed: {type(err).__name__}: {err}\n{code}")
+    finally:
+        jax.config.update("jax_enable_x64", x64)
 
 
 def test_api_reference_is_current():

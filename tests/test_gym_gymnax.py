@@ -16,6 +16,7 @@ in float64 anyway.
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import gymnasium
 import gymnax
@@ -71,7 +72,16 @@ def test_types_spaces_and_float64(task):
     assert info["yields"].dtype == jnp.float64 and info["metric"].dtype == jnp.float64
     assert not bool(terminated) and not bool(truncated)
     assert env.action_space(params).contains(jnp.zeros(N_BINS, jnp.float32))
-    assert env.observation_space(params).contains(obs)
+    space = env.observation_space(params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # gymnax's plain Box truncates float64 to float32, with a warning
+        assert space.contains(obs)
+        above = np.array(obs)
+        above[0] = np.max(np.asarray(space.high)) * (1 + 1e-9)
+        assert not space.contains(above)
+        sampled = space.sample(jax.random.key(2))
+    assert sampled.dtype == jnp.float64 and sampled.shape == (N_BINS,)
+    assert env.state_space(params).spaces["yields"].contains(obs)
     assert env.num_actions == N_BINS
 
 

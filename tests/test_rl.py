@@ -30,6 +30,9 @@ def test_ppo_beats_random_policy(task, trained):
     env, params = task
     ev = evaluate(env, params, trained.policy, jax.random.key(2), n_episodes=8)
     rnd = evaluate(env, params, random_policy(4), jax.random.key(2), n_episodes=64, keyed=True)
+    # host float64 results: np.mean of them stays float64 with the user's x64 flag off (as here)
+    assert all(isinstance(v, np.ndarray) for v in ev.values())
+    assert ev["final_metric"].dtype == np.float64 and ev["yields"].dtype == np.float64
     learned = float(np.mean(ev["final_metric"]))
     baseline = float(np.mean(rnd["final_metric"]))
     assert learned > baseline + 2.0, (learned, baseline)

@@ -89,7 +89,7 @@ from .._pytree import pytree_dataclass
 from .._x64 import f64, x64
 from ..errors import InvalidInput
 from ..gym.gymnasium_env import _SEED_MOD, _seed_int, episode_key, masked_infos, next_episode
-from ..gym.gymnax_base import ConfiguredEnvironment
+from ..gym.gymnax_base import ConfiguredEnvironment, Float64Box
 from ..solver import SolverOptions
 from ..teststats import safe_sqrt
 from .model import CutModel, make_cut_model
@@ -357,7 +357,7 @@ class CutGymnaxEnv(ConfiguredEnvironment):
     def observation_space(self, params=None) -> xspaces.Box:
         params = self._params if params is None else params
         lo, hi = _obs_bounds(self.config, params)
-        return xspaces.Box(lo, hi, (self.config.obs_size,), jnp.float64)
+        return Float64Box(lo, hi, (self.config.obs_size,))
 
 
 def _to_cut_model(events) -> CutModel:

@@ -6,11 +6,29 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from gymnax.environments import environment
+from gymnax.environments import environment, spaces
 
 from .._x64 import x64
 
-__all__ = ["ConfiguredEnvironment"]
+__all__ = ["ConfiguredEnvironment", "Float64Box"]
+
+
+class Float64Box(spaces.Box):
+    """gymnax's ``Box`` for float64 observations, whose ``sample`` and
+    ``contains`` run in float64 whatever the user's ``jax_enable_x64``
+    (gymnax's own would compare float64 observations in float32 and sample
+    float32 values, with a truncation warning each call)."""
+
+    def __init__(self, low, high, shape):
+        super().__init__(low, high, shape, jnp.float64)
+
+    @x64
+    def sample(self, key: jax.Array) -> jax.Array:
+        return super().sample(key)
+
+    @x64
+    def contains(self, x: jax.Array) -> jax.Array:
+        return super().contains(x)
 
 
 class ConfiguredEnvironment(environment.Environment):

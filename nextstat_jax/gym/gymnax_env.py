@@ -19,7 +19,7 @@ from .._x64 import x64
 from ..workspace import Workspace
 from .core import (TaskParams, TaskState, make_task, observation_bounds, task_reset,
                    task_step)
-from .gymnax_base import ConfiguredEnvironment
+from .gymnax_base import ConfiguredEnvironment, Float64Box
 
 __all__ = ["HistFactoryGymnaxEnv", "make_gymnax_env", "model_from"]
 
@@ -79,14 +79,14 @@ class HistFactoryGymnaxEnv(ConfiguredEnvironment):
     def observation_space(self, params: TaskParams = None) -> spaces.Box:
         params = self._params if params is None else params
         lo, hi = observation_bounds(self.config, params)
-        return spaces.Box(lo, hi, (self.config.n_bins,), jnp.float64)
+        return Float64Box(lo, hi, (self.config.n_bins,))
 
     def state_space(self, params: TaskParams = None) -> spaces.Dict:
         params = self._params if params is None else params
         n = self.config.n_bins
         lo, hi = observation_bounds(self.config, params)
         return spaces.Dict({
-            "yields": spaces.Box(lo, hi, (n,), jnp.float64),
+            "yields": Float64Box(lo, hi, (n,)),
             "time": spaces.Discrete(int(params.max_steps_in_episode) + 1),
         })
 

@@ -26,11 +26,13 @@ def evaluate(env, params, policy, key, n_episodes: int = 16, n_steps=None, keyed
     """Run ``n_episodes`` episodes of ``n_steps`` (default: the episode length)
     with ``policy(obs)`` (or ``policy(obs, key)`` if ``keyed``).
 
-    Returns a dict of arrays: ``return`` (n_episodes,), ``final_metric``
-    (n_episodes,), ``metric`` (n_episodes, n_steps), ``yields`` (n_episodes,
-    n_steps + 1, n_bins)."""
+    Returns a dict of NumPy arrays (results to report: host float64, so that
+    ``np.mean`` of them stays float64 whatever the user's ``jax_enable_x64``;
+    on a jax float64 array with the flag off it would run in float32):
+    ``return`` (n_episodes,), ``final_metric`` (n_episodes,), ``metric``
+    (n_episodes, n_steps), ``yields`` (n_episodes, n_steps + 1, n_bins)."""
     n_steps = int(params.max_steps_in_episode) if n_steps is None else int(n_steps)
-    return _evaluate(env, params, policy, key, n_episodes, n_steps, keyed)
+    return jax.device_get(_evaluate(env, params, policy, key, n_episodes, n_steps, keyed))
 
 
 @partial(jax.jit, static_argnums=(0, 2, 4, 5, 6))
