@@ -79,12 +79,12 @@ def _toy_chunk(prob: _Problem, thetas, mu, kind, poi, options, keys, indices):
     """(H, n) test statistics and convergence of toys ``indices`` (n,) of each
     hypothesis (generating parameters ``thetas`` (H, P), keys (H,)), all
     fitted in one vmapped batch, each fit (of a small model) from its optimum
-    predicted to first order in the toy's data (``toy_starts.py``). Each hypothesis' toys are
-    drawn by their own vmap, where the rates are not batched
-    (``sampling.poisson`` then runs only the branches they need)."""
+    predicted by one Newton step from the generating parameters
+    (``toy_starts.py``). Each hypothesis' toys are drawn by their own vmap,
+    where the rates are not batched (``sampling.poisson`` then runs only the
+    branches they need)."""
     draw = lambda h: jax.vmap(lambda i: sample_toys(keys[h], prob.model, thetas[h], i))(indices)
     data = jnp.stack([draw(h) for h in range(thetas.shape[0])])
-    # each toy's fits start at their optima predicted from its data (toy_starts.py)
     inits, fixeds = profile_inits(prob, poi, (test_mu(kind, mu, thetas.dtype),))
     starts = predicted_starts(prob, thetas, inits, fixeds, data)
     stat = lambda d, s: statistic(prob._replace(data=d), mu, kind, poi, options, starts=s, trust_starts=True)
