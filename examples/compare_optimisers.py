@@ -113,7 +113,9 @@ def main(argv=None):
         print(f"skipping SB3 rows: {err}")
 
     # 4. pure-JAX PPO
-    cfg = PPOConfig(total_timesteps=64 * 256 * 8, num_envs=256) if q else PPOConfig()
+    # --quick: 8 updates of 128 envs x 32 steps, in two logged chunks (a smoke run: compile-bound)
+    smoke = dict(total_timesteps=128 * 32 * 8, num_envs=128)
+    cfg = PPOConfig(**smoke) if q else PPOConfig()
     out = train_ppo(env, params, cfg, jax.random.key(0))
     ev = evaluate(env, params, out.policy, jax.random.key(1), 8)
     row(f"pure-JAX PPO ({cfg.num_envs} envs, jit+vmap)", float(np.mean(ev["final_metric"])), out.seconds,
@@ -131,8 +133,8 @@ def main(argv=None):
     env_o, params_o = nsj.gym.make_gymnax_env(ws, channel="SR", sample="signal", reward_metric="q0",
                                                max_steps=64, action_scale=0.2)
     rnd_o = evaluate(env_o, params_o, random_policy(nominal.size), jax.random.key(0), 64, keyed=True)
-    out_o = train_ppo(env_o, params_o, PPOConfig(total_timesteps=64 * 256 * 8, num_envs=256,
-                                                  start_noise=None, progress=False), jax.random.key(0))
+    ref = smoke if q else dict(total_timesteps=64 * 256 * 8, num_envs=256)
+    out_o = train_ppo(env_o, params_o, PPOConfig(**ref, start_noise=None, progress=False), jax.random.key(0))
     ev_o = evaluate(env_o, params_o, out_o.policy, jax.random.key(1), 8)
 
     table = ["| method | final q0 | Z0 | % of optimum | wall time (s) | env steps | steps/s | note |",

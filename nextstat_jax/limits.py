@@ -65,9 +65,9 @@ def cls_values(mu, prob: _Problem, kind: str, poi: int, options: SolverOptions, 
     return jnp.concatenate([cls[None], cls_exp])
 
 
-def _roots(prob: _Problem, level: float, kind: str, poi: int, options: SolverOptions, bracket):
-    prob = jax.lax.stop_gradient(prob)
-    shared = jax.lax.stop_gradient(_shared(prob, poi, options))
+def _roots(prob: _Problem, shared: _Shared, level: float, kind: str, poi: int, options: SolverOptions, bracket):
+    """(6,) roots of CLs - level (no derivatives: the caller's JVP supplies them)."""
+    prob, shared = jax.lax.stop_gradient((prob, shared))
     fn = lambda mu: cls_values(mu, prob, kind, poi, options, shared) - level
     return bracket_and_solve(fn, bracket[0], bracket[1], n=6).root
 
@@ -78,22 +78,25 @@ def solve_limits(prob: _Problem, level: float, kind: str, poi: int, options: Sol
     # the bracket is an argument (not captured): it may be traced under jit
     @jax.custom_jvp
     def limits(prob, bracket):
-        return _roots(prob, level, kind, poi, options, bracket)
+        return _roots(prob, _shared(prob, poi, options), level, kind, poi, options, bracket)
 
     @limits.defjvp
     def limits_jvp(primals, tangents):
         (p, br), (tp, _) = primals, tangents
-        mus = limits(p, br)
+        # the mu-independent fits once, with their tangents: the roots and the
+        # implicit derivative below share them (each is a solver in the program)
+        shared, shared_dot = jax.jvp(lambda p: _shared(p, poi, options), (p,), (tp,))
+        mus = _roots(p, shared, level, kind, poi, options, br)
 
-        def g(mus, p):
-            shared = _shared(p, poi, options)
+        def g(mus, p, shared):
             vals = jax.vmap(lambda mu: cls_values(mu, p, kind, poi, options, shared))(mus)
             return jnp.diagonal(vals)
 
         # one linearisation serves both directional derivatives (g is traced once)
-        _, g_lin = jax.linearize(g, mus, p)
-        dg_p = g_lin(jnp.zeros_like(mus), tp)
-        dg_mu = g_lin(jnp.ones_like(mus), jax.tree_util.tree_map(jnp.zeros_like, tp))
+        _, g_lin = jax.linearize(g, mus, p, shared)
+        zeros = lambda tree: jax.tree_util.tree_map(jnp.zeros_like, tree)
+        dg_p = g_lin(jnp.zeros_like(mus), tp, shared_dot)
+        dg_mu = g_lin(jnp.ones_like(mus), zeros(tp), zeros(shared_dot))
         safe = jnp.where(dg_mu != 0, dg_mu, 1.0)
         return mus, jnp.where(dg_mu != 0, -dg_p / safe, 0.0)
 

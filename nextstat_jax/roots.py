@@ -1,12 +1,16 @@
 """Bracketed root finding of several decreasing functions at once, in one
-``lax.while_loop`` (so the function is traced twice, not per phase).
+``lax.while_loop`` (so the function is traced once, not per phase: the
+first iteration evaluates the bracket's ends).
 
 ``bracket_and_solve(fn, a, b, n)`` finds, for each component ``i`` of the
 vector function ``fn(x) -> (n,)``, the root of ``x -> fn(x)[i]``: first the
 bracket is widened (``b`` doubled while ``f(b) > 0``, ``a`` halved while
 ``f(a) < 0``), then Chandrupatla's method (inverse quadratic interpolation
 safeguarded by bisection, Chandrupatla 1997) shrinks it.  Each iteration
-evaluates ``fn`` once per component (vmapped). Pure and vmap-able.
+evaluates ``fn`` once per component (vmapped; at least two points, so the
+first iteration can evaluate both ends). Pure and vmap-able.  One call site
+of ``fn`` matters when ``fn`` holds profile fits: each call site is another
+solver in the compiled program.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ __all__ = ["RootResult", "bracket_and_solve"]
 
 
 class RootResult(NamedTuple):
-    """root (n,), converged (n,) bool, n_iter () total iterations."""
+    """root (n,), converged (n,) bool, n_iter () iterations after the bracket's evaluation."""
 
     root: jax.Array
     converged: jax.Array
@@ -36,19 +40,19 @@ def bracket_and_solve(fn: Callable, a, b, n: int, *, xtol: float = 1e-10, rtol: 
                       max_expand: int = 12, max_iter: int = 80) -> RootResult:
     """Roots of the ``n`` components of a decreasing vector function ``fn``."""
     dtype = jnp.result_type(a, b, float)
+    m = max(n, 2)  # points evaluated per iteration
     a = jnp.full((n,), a, dtype)
     b = jnp.full((n,), b, dtype)
-    both = jax.vmap(fn)(jnp.stack([a[0], b[0]]))  # (2, n)
-    fa, fb = both[0], both[1]
-    ones = jnp.ones((n,), dtype)
+    ends = jnp.concatenate([a[:1], jnp.broadcast_to(b[0], (m - 1,))])  # iteration 0: f(a), f(b)
+    zeros, ones = jnp.zeros((n,), dtype), jnp.ones((n,), dtype)
     state = dict(
-        a=a, b=b, c=a, fa=fa, fb=fb, fc=fa, t=0.5 * ones,
-        expanding=(fb > 0) | (fa < 0), n_expand=jnp.zeros((n,), jnp.int32),
+        a=a, b=b, c=a, fa=zeros, fb=zeros, fc=zeros, t=0.5 * ones,
+        expanding=jnp.zeros((n,), bool), n_expand=jnp.zeros((n,), jnp.int32),
         done=jnp.zeros((n,), bool), ok=jnp.zeros((n,), bool), k=jnp.int32(0),
     )
 
     def cond(s):
-        return (~jnp.all(s["done"])) & (s["k"] < max_iter)
+        return (~jnp.all(s["done"])) & (s["k"] <= max_iter)  # k = 0 is the bracket's evaluation
 
     def body(s):
         a, b, c, fa, fb, fc, t = (s[k] for k in ("a", "b", "c", "fa", "fb", "fc", "t"))
@@ -56,7 +60,10 @@ def bracket_and_solve(fn: Callable, a, b, n: int, *, xtol: float = 1e-10, rtol: 
         grow_b = fb > 0
         x_exp = jnp.where(grow_b, 2.0 * b, 0.5 * a)
         x = jnp.where(exp, x_exp, a + t * (b - a))
-        fx = jnp.diagonal(jax.vmap(fn)(x))
+        first = s["k"] == 0
+        pts = jnp.where(first, ends, jnp.concatenate([x, jnp.broadcast_to(x[0], (m - n,))]))
+        vals = jax.vmap(fn)(pts)  # (m, n)
+        fx = jnp.diagonal(vals[:n])
 
         # --- expansion phase: move the violating end --------------------------
         ea = jnp.where(grow_b, a, x)
@@ -89,7 +96,7 @@ def bracket_and_solve(fn: Callable, a, b, n: int, *, xtol: float = 1e-10, rtol: 
             new = jnp.where(exp, e_val, c_val)
             return jnp.where(s["done"], old, new)
 
-        return dict(
+        step = dict(
             a=pick(ea, na, a), b=pick(eb, nb, b), c=pick(ea, cc, c),
             fa=pick(efa, nfa, fa), fb=pick(efb, nfb, fb), fc=pick(efa, fcc, fc),
             t=pick(0.5 * ones, nt, t),
@@ -97,9 +104,12 @@ def bracket_and_solve(fn: Callable, a, b, n: int, *, xtol: float = 1e-10, rtol: 
             n_expand=n_expand,
             done=s["done"] | jnp.where(exp, gave_up, solved),
             ok=jnp.where(s["done"], s["ok"], jnp.where(exp, False, solved)),
-            k=s["k"] + 1,
         )
+        fa0, fb0 = vals[0], vals[1]
+        start = dict(s, fa=fa0, fb=fb0, fc=fa0, expanding=(fb0 > 0) | (fa0 < 0))
+        out = {key: jnp.where(first, start[key], step[key]) for key in step}
+        return dict(out, k=s["k"] + 1)
 
     out = lax.while_loop(cond, body, state)
     root = jnp.where(jnp.abs(out["fa"]) < jnp.abs(out["fb"]), out["a"], out["b"])
-    return RootResult(root, out["ok"], out["k"])
+    return RootResult(root, out["ok"], out["k"] - 1)
