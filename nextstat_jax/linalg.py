@@ -19,9 +19,15 @@ region, which the pivot rule does not guarantee).
 
 For the Newton step (``block_arrow_solve``) an indefinite small block is
 instead factored shifted, ``A + tau I`` with ``tau = 2 |lambda_min| +
-1e-3 max|A_ii|`` (a Levenberg step that reflects the most negative curvature,
+1e-3 min|A_ii|`` (a Levenberg step that reflects the most negative curvature,
 as the eigendecomposition does): from an indefinite start of a likelihood
-with two minima the pivot rule's step led into the higher one.
+with two minima the pivot rule's step led into the higher one. The floor
+follows the block's smallest curvature, not its largest: parameters of very
+different scales share a block, and a floor of ``1e-3 max|A_ii|`` (three
+normfactors of one sample near 0, curvatures ~1e-3 beside a normsys' 90)
+cut their steps ~50-fold, so the fit crawled and stopped short of the minimum.
+``block_arrow_solve`` says when a factor was visibly modified: the step is
+then not Newton's, and the solver does not stop on its decrement alone.
 ``lambda_min`` comes from bisection on Cholesky's success for ``A - sigma
 I`` (a ``while_loop`` that runs only for the blocks that need it, and
 unrolls); Gershgorin's bound alone is far too deep where parameters are
@@ -46,7 +52,7 @@ __all__ = ["factor", "solve", "block_arrow_solve", "UNROLL_MAX"]
 
 UNROLL_MAX = 8
 _REL_PIVOT = 1e-10
-_REL_SHIFT = 1e-3  # Levenberg floor of an indefinite block's shift, relative to max |A_ii|
+_REL_SHIFT = 1e-3  # Levenberg floor of an indefinite block's shift, relative to its smallest |A_ii|
 _DEPTH_TOL = 0.05  # relative precision of |lambda_min| in that shift
 _MAX_BISECT = 64
 
@@ -90,7 +96,7 @@ def _stack_lower(L):
 def _lambda_min_below(a, need):
     """A lower bound ``lo`` on the smallest eigenvalue of one symmetric ``a``
     (m, m), within ``_DEPTH_TOL |lo|`` plus ``_REL_SHIFT / 10`` of the
-    largest diagonal entry: bisection between Gershgorin's lower bound and the
+    smallest diagonal magnitude (returned as ``scale``): bisection between Gershgorin's lower bound and the
     smallest diagonal entry, ``sigma`` moving up where ``a - sigma I`` has a
     Cholesky factor (then ``lambda_min > sigma``). No iteration unless
     ``need`` (a bool scalar): Gershgorin's bound is returned. Written entry by
@@ -99,12 +105,18 @@ def _lambda_min_below(a, need):
     d = [a[j, j] for j in range(m)]
     off = {(i, j): jnp.abs(a[i, j]) for i in range(m) for j in range(i)}
     lower = hi = d[0]
-    scale = jnp.abs(d[0])
+    big = small = jnp.abs(d[0])
     for j in range(m):
         radius = sum(off[max(i, j), min(i, j)] for i in range(m) if i != j)
         lower = jnp.minimum(lower, d[j] - radius)
         hi = jnp.minimum(hi, d[j])
-        scale = jnp.maximum(scale, jnp.abs(d[j]))
+        big = jnp.maximum(big, jnp.abs(d[j]))
+        small = jnp.minimum(small, jnp.abs(d[j]))
+    # the smallest curvature sets the precision and the floor, not the largest:
+    # parameters of very different scales share a block (three normfactors
+    # of one sample near 0 have curvatures ~1e-3 beside a normsys' 90, and a
+    # floor of 1e-3 x 90 made their steps ~50x too short)
+    scale = jnp.maximum(small, 1e-12 * big)
 
     def go_on(c):
         lo, hi, n = c
@@ -248,20 +260,35 @@ def solve(L, b):
     return X[..., 0] if vec else X
 
 
+def _modified(L, A):
+    """(...) bool: the factor ``L`` (..., m, m) is of a matrix visibly other
+    than ``A`` (a shift, a reflected eigenvalue): an entry of the diagonal of
+    ``L L^T`` differs from ``A``'s by more than 1e-6 of itself. The pivot
+    floor's changes (a singular, positive semi-definite block) stay below."""
+    d = jnp.sum(L * L, axis=-1)
+    a = jnp.diagonal(A, axis1=-2, axis2=-1)
+    return jnp.any(jnp.abs(d - a) > 1e-6 * jnp.abs(a) + 1e-300, axis=-1)
+
+
 def block_arrow_solve(A, Bc, D, rl, rg):
     """Solve the block-arrow system ``[[blockdiag(A), Bc], [Bc^T, D]] x = r``.
 
     Shapes: A (C, m, m), Bc (C, m, g), D (g, g), rl (C, m), rg (g,).
-    Returns (xl (C, m), xg (g,)); each factorisation is modified to be
-    positive definite, small indefinite blocks shifted (module doc)."""
+    Returns (xl (C, m), xg (g,), modified ()); each factorisation is modified
+    to be positive definite, small indefinite blocks shifted (module doc);
+    ``modified``: some factor was visibly modified (the system was indefinite,
+    so ``x`` is not the Newton step)."""
     La = factor(A, shift_indefinite=True)
+    modified = jnp.any(_modified(La, A))
     zl = solve(La, rl)
     g = D.shape[-1]
     if g == 0:
-        return zl, rg
+        return zl, rg, modified
     Z = solve(La, Bc)  # (C, m, g)
     S = D - jnp.einsum("cmg,cmh->gh", Bc, Z)
     s = rg - jnp.einsum("cmg,cm->g", Bc, zl)
-    xg = solve(factor(0.5 * (S + S.T), shift_indefinite=True), s)
+    S = 0.5 * (S + S.T)
+    Ls = factor(S, shift_indefinite=True)
+    xg = solve(Ls, s)
     xl = zl - jnp.einsum("cmg,g->cm", Z, xg)
-    return xl, xg
+    return xl, xg, modified | _modified(Ls, S)

@@ -14,7 +14,9 @@ iterations.
 
 Convergence: the Newton decrement on the free parameters, ``g_F^T H_FF^{-1}
 g_F / 2`` (the predicted distance to the minimum in objective units), below
-``tol_abs + tol_rel*|f|``; or a full Newton step (alpha = 1) accepted from a
+``tol_abs + tol_rel*|f|`` (where ``H_FF`` is indefinite and the step a
+shifted one, ``g_i^2 / |H_ii|`` summed must be below it too: the shifted
+decrement understates the distance, and a ridge is not a minimum); or a full Newton step (alpha = 1) accepted from a
 point whose decrement was already below ``tol_step``: Newton converges
 quadratically there, so the step lands within ~tol_step**2 of the minimum and
 one more derivative evaluation only to confirm it would be wasted work (the
@@ -156,7 +158,10 @@ def assemble_dense(Y, st: HessianStructure):
 
 def newton_direction(g, Y, free, st: HessianStructure):
     """Newton step ``d = -H_FF^{-1} g_F`` on the free parameters (0 elsewhere)
-    from the compressed Hessian ``Y``, and the decrement ``-g.d``.
+    from the compressed Hessian ``Y``, the decrement ``-g.d``, and whether
+    the Hessian on the free parameters had to be modified (indefinite: ``d``
+    is then a shifted step and the decrement understates the distance to a
+    minimum).
     All index work is static 1-d gathers (no scatters: fast under vmap)."""
     n_glob = st.n_global
     A = _entries(Y, st.flat_a)  # (C, m, m)
@@ -177,10 +182,10 @@ def newton_direction(g, Y, free, st: HessianStructure):
         Bc = jnp.zeros((A.shape[0], m, 0), Y.dtype)
         D = jnp.zeros((0, 0), Y.dtype)
         rg = jnp.zeros((0,), Y.dtype)
-    xl, xg = block_arrow_solve(A, Bc, D, rl, rg)
+    xl, xg, modified = block_arrow_solve(A, Bc, D, rl, rg)
     x = jnp.concatenate([xl.reshape(-1), xg, jnp.zeros((1,), Y.dtype)])
     d = jnp.where(free, gather(x, st.inverse), 0.0)
-    return d, -jnp.dot(g, d)
+    return d, -jnp.dot(g, d), modified
 
 
 def _active_bounds(theta, g, scale, lo, hi):
@@ -265,8 +270,13 @@ def _iteration(fns_of, structure, options, kinks, ctx: _Context, s: _State) -> _
     at_lo, at_hi = _active_bounds(s.theta, g, scale, lo, hi)
     at_kink = _at_kink(value, s.theta, fixed, kinks)
     free = ~(fixed | at_lo | at_hi | at_kink | (lo >= hi))
-    d, dec = newton_direction(g, Y, free, structure)
-    small = 0.5 * dec <= options.tol_abs + options.tol_rel * jnp.abs(f)
+    d, dec, indefinite = newton_direction(g, Y, free, structure)
+    # where the Hessian was indefinite the shifted step's decrement understates
+    # how far the minimum is (a ridge: three normfactors of one sample near 0
+    # stopped 2e-6 of 2NLL short): the gradient in the units of the Hessian's
+    # diagonal must be small too
+    ddec = jnp.sum(jnp.where(free, g * g / scale, 0.0))
+    small = 0.5 * jnp.where(indefinite, jnp.maximum(dec, ddec), dec) <= options.tol_abs + options.tol_rel * jnp.abs(f)
     # converged onto a possible saddle: once per fit, step off the bound and go on
     stuck = _stuck_on_bounds(s.theta, g, free, lo, hi)
     kick = small & finite & jnp.any(stuck) & ~s.kicked & (s.it < options.max_iter)
@@ -292,7 +302,7 @@ def _iteration(fns_of, structure, options, kinks, ctx: _Context, s: _State) -> _
     tol = options.tol_abs + options.tol_rel * jnp.abs(f)
     quadratic = ((pred <= options.tol_quad) & (QUAD_SAFETY * 4.5 * mismatch * mismatch <= tol * dec)
                  & (pred * pred * pred <= tol * s.pred * s.pred))
-    final = step & (n_ls == 1) & ((pred <= options.tol_step) | quadratic)
+    final = step & ~indefinite & (n_ls == 1) & ((pred <= options.tol_step) | quadratic)
     status = jnp.where(
         (small & finite & ~kick) | final, 0,
         jnp.where(~finite, 2, jnp.where(s.it >= options.max_iter, 1, jnp.where(ok, 1, 3))),

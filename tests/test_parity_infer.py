@@ -631,8 +631,9 @@ KINK_CASES = json.loads((Path(__file__).parent / "kink_cases.json").read_text())
 @pytest.mark.parametrize("name", sorted(KINK_CASES))
 def test_piecewise_interpolation_minima(name):
     """Codes 0/1 put a slope jump at alpha = 0, histosys code 2 a value jump at
-    |alpha| = 1, two normfactors of one sample have a saddle where both are 0:
-    the fits must still reach pyhf's minimum (docs/design.md)."""
+    |alpha| = 1, two normfactors of one sample have a saddle where both are 0,
+    three have an indefinite ridge where all are equal: the fits must still
+    reach pyhf's minimum (docs/design.md)."""
     case = KINK_CASES[name]
     spec, options = case["spec"], case["options"]
     model = nsj.from_pyhf(spec, **options)
