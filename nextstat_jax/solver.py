@@ -16,8 +16,8 @@ Convergence: the Newton decrement on the free parameters, ``g_F^T H_FF^{-1}
 g_F / 2`` (the predicted distance to the minimum in objective units), below
 ``tol_abs + tol_rel*|f|`` (where ``H_FF`` is indefinite and the step a
 shifted one, ``g_i^2 / |H_ii|`` summed must be below it too: the shifted
-decrement understates the distance, and a ridge is not a minimum); or a full Newton step (alpha = 1) accepted from a
-point whose decrement was already below ``tol_step``: Newton converges
+decrement understates the distance, and a ridge is not a minimum); or a
+full Newton step (alpha = 1) accepted from a point whose decrement was already below ``tol_step``: Newton converges
 quadratically there, so the step lands within ~tol_step**2 of the minimum and
 one more derivative evaluation only to confirm it would be wasted work (the
 worst case, no quadratic convergence at all, is still within ``tol_step``).
@@ -276,7 +276,8 @@ def _iteration(fns_of, structure, options, kinks, ctx: _Context, s: _State) -> _
     # stopped 2e-6 of 2NLL short): the gradient in the units of the Hessian's
     # diagonal must be small too
     ddec = jnp.sum(jnp.where(free, g * g / scale, 0.0))
-    small = 0.5 * jnp.where(indefinite, jnp.maximum(dec, ddec), dec) <= options.tol_abs + options.tol_rel * jnp.abs(f)
+    tol = options.tol_abs + options.tol_rel * jnp.abs(f)
+    small = 0.5 * jnp.where(indefinite, jnp.maximum(dec, ddec), dec) <= tol
     # converged onto a possible saddle: once per fit, step off the bound and go on
     stuck = _stuck_on_bounds(s.theta, g, free, lo, hi)
     kick = small & finite & jnp.any(stuck) & ~s.kicked & (s.it < options.max_iter)
@@ -299,7 +300,6 @@ def _iteration(fns_of, structure, options, kinks, ctx: _Context, s: _State) -> _
     # a full Newton step from a nearly converged point finishes the job
     pred = 0.5 * dec  # the quadratic model's decrease for a full Newton step
     mismatch = (f - fc) - pred
-    tol = options.tol_abs + options.tol_rel * jnp.abs(f)
     quadratic = ((pred <= options.tol_quad) & (QUAD_SAFETY * 4.5 * mismatch * mismatch <= tol * dec)
                  & (pred * pred * pred <= tol * s.pred * s.pred))
     final = step & ~indefinite & (n_ls == 1) & ((pred <= options.tol_step) | quadratic)
