@@ -29,9 +29,9 @@ correctness, not time; these numbers are measurements, rerun them with
 python benchmarks/bench_logpdf.py && python benchmarks/bench_infer.py && python benchmarks/bench_env.py && python benchmarks/make_docs.py
 ```
 
-(about ten minutes on 2 cores). With `NEXTSTAT_JAX_BENCH_SMOKE=<dir>` set, the
+(about twelve minutes on 2 cores, 2026-12-08). With `NEXTSTAT_JAX_BENCH_SMOKE=<dir>` set, the
 same command runs every row at tiny sizes and writes the tables and this page
-to `<dir>` instead (a minute and a half; the test suite runs it that way, so
+to `<dir>` instead (5-7 minutes beside the rest of the test suite, which runs it that way, so
 the command is known to work; those numbers mean nothing).
 `python benchmarks/profile_seed.py` is a diagnostic, not a table: where the
 seed model's batched time goes (toy sampling, statistics, the pieces of one
@@ -52,28 +52,30 @@ line.
 {sections}
 ## Reading the numbers
 
-Status against the issues' targets. The inference table above is one run of
-the second session of 2026-12-07 (toys' fits from their predicted optima,
-below); the status column also counts the two runs of the session before it
-(same day, same machine; before that change). The environment table is from
-that earlier session, one run; logpdf tables from the second session of
-2026-12-06 (rerunning the scripts rewrites the tables, not this paragraph).
-Both engines' rates move between runs on this machine (NextStat's seed q0
-16.5k/s, 10.9k/s and 13.8k/s in the three runs of the day, 31k/s to 38k/s the
-day before), so each ratio is from one run with both engines side by side,
-and the throughput rows time our call and NextStat's in turns (one of each
-per round, median of 7 rounds after warm-up rounds, NextStat's toys at as
-many toys as ours): a drift of the machine reaches both. A target counts as
-met only where every run met it:
+Status against the issues' targets. All three tables above are one run of
+2026-12-08 on an Intel Xeon @ 2.80GHz with AVX-512 (the machine line names
+the CPU since then); the status column also counts the runs of 2026-12-07
+on the machine of that day, whose model the tables did not record. Our rates
+were about the same on both machines (seed q0 401k/s vs 397k/s, 201-parameter
+q0 10.3k/s vs 11.7k/s), NextStat's were 1.6-1.9x higher on the Xeon (seed q0
+22.5k/s vs 13.8k/s, 201-parameter q0 490/s vs 275/s, toys 33.2k/s vs
+29.2k/s on the seed model, 946/s vs 509/s on 201 par), and both engines'
+rates already moved between runs on one machine (NextStat's seed q0 16.5k/s,
+10.9k/s and 13.8k/s in the three runs of 2026-12-07). So each ratio is from
+one run with both engines side by side, and the throughput rows time our call
+and NextStat's in turns (one of each per round, median of 7 rounds after
+warm-up rounds, NextStat's toys at as many toys as ours): a drift of the
+machine reaches both. A target counts as met only where every run met it
+(rerunning the scripts rewrites the tables, not this paragraph):
 
-| target | measured (this run; the two runs before) | status |
+| target | measured (this run; the runs of 2026-12-07) | status |
 |---|---|---|
-| q0 throughput, seed model, >= 30x NextStat | 28.7x (397k/s; NextStat 13.8k/s); 37.1x and 24.8x | met in one run of three |
-| q0 throughput, 201-parameter model, >= 25x NextStat | 42.6x (11.7k/s; NextStat 275/s); 29.7x and 32.6x | met |
-| q0 + gradient costs no more than q0 | seed 413k/s vs 397k/s (within noise); 21% and 9% dearer. 201 par 16% dearer (9.87k/s vs 11.7k/s); 26% and 15% | met on the seed model in this run only |
-| toys/s >= 10x NextStat (which uses every core) | seed 10.2x (297k/s; NextStat 29.2k/s), 201 par 22.5x (11.5k/s; NextStat 509/s); before the predicted starts seed 9.34x and 8.04x, 201 par 16.9x and 18.4x | met on 201 par; seed met in this run, the first with the predicted starts |
-| batched gymnax env >= 50x NextStat's single env | 63.2x (1.11M steps/s at 4096 envs; NextStat 17.5k). The day before 84.5x and 65.9x | met |
-| single-call latency stated honestly | NextStat ~11x faster on the seed fit (0.019 vs 0.203 ms) and ~4x on the seed hypotest; we are ~1.7x (fit) and ~10x (hypotest) faster on 201 parameters | stated |
+| q0 throughput, seed model, >= 30x NextStat | 17.8x (401k/s; NextStat 22.5k/s); 28.7x, 37.1x and 24.8x | not met (met in one run of four) |
+| q0 throughput, 201-parameter model, >= 25x NextStat | 20.9x (10.3k/s; NextStat 490/s); 42.6x, 29.7x and 32.6x | not met on the Xeon; met in the three runs before |
+| q0 + gradient costs no more than q0 | seed 16% dearer (339k/s vs 401k/s); 201 par 4% dearer (9.89k/s vs 10.3k/s); before: seed within noise, 21% and 9% dearer; 201 par 16%, 26% and 15% | not met |
+| toys/s >= 10x NextStat (which uses every core) | seed 7.87x (261k/s; NextStat 33.2k/s), 201 par 11.6x (11.0k/s; NextStat 946/s); before: seed 10.2x (9.34x and 8.04x before the predicted starts), 201 par 22.5x, 16.9x and 18.4x | met on 201 par; not on the seed model |
+| batched gymnax env >= 50x NextStat's single env | 55.0x (1.25M steps/s at 4096 envs; NextStat 22.7k); before: 63.2x, 84.5x and 65.9x | met |
+| single-call latency stated honestly | NextStat ~10x faster on the seed fit (0.0166 vs 0.164 ms) and ~5x on the seed hypotest (0.071 vs 0.354 ms); we are ~1.5x (fit) and ~6.9x (hypotest) faster on 201 parameters | stated |
 
 Toy fits since the second session of 2026-12-07 (docs/design.md): a
 hypothesis' toys are drawn at generating parameters whose Asimov data they
