@@ -34,6 +34,7 @@ consumer (``MATERIALIZE_COST``).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import jax
@@ -512,15 +513,28 @@ class _Run:
                 k += m
             return out
 
-        def keep_going(flat):
+        # a vmapped while_loop keeps a batched predicate (shape S, a prefix of
+        # every carry's shape): it runs while any entry is true, and a carry
+        # entry at (s, r) takes the body's value only where predicate entry s
+        # is true (as XLA's lowering of such a loop does)
+        pred_shape = params["cond_jaxpr"].out_avals[0].shape
+        lead = [[idx[:len(pred_shape)] for idx in np.ndindex(s)] for s in shapes]
+
+        def predicate(flat):
             (c,) = self.jaxpr(params["cond_jaxpr"], list(cconsts) + unflatten(flat))
-            return self.full(_objects(c)[()], np.bool_)
+            c = _objects(c)
+            return {idx: self.full(c[idx], np.bool_) for idx in np.ndindex(pred_shape)}
+
+        def keep_going(flat):
+            entries = list(predicate(flat).values())
+            return entries[0] if len(entries) == 1 else functools.reduce(jnp.logical_or, entries)
 
         def body(flat):
-            go = keep_going(flat)
+            go = predicate(flat)
             new = self.jaxpr(params["body_jaxpr"], list(bconsts) + unflatten(flat))
             new_flat = [self.full(e, a.dtype) for v, a in zip(new, avals) for e in _objects(v).reshape(-1)]
-            return [jnp.where(go, a, b) for a, b in zip(new_flat, flat)]
+            gates = [go[idx] for var_lead in lead for idx in var_lead]
+            return [jnp.where(g, a, b) for g, a, b in zip(gates, new_flat, flat)]
 
         limit, self.stop_at = self.stop_at, 0  # nested loops run to the end
         go_on = (lambda f: jnp.any(keep_going(f))) if limit == 0 else (

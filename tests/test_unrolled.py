@@ -85,6 +85,30 @@ def test_control_flow_per_element():
     _same(f, X)
 
 
+def test_while_with_a_batched_predicate():
+    """A vmapped while_loop inside the element keeps a batched predicate
+    (shape (3,) here, a prefix of its carries' shapes): each row stops on its
+    own, and the loop runs while any row goes on. Such a loop crashed the
+    interpreter with a NumPy error (met when the solver's derivatives were
+    written with jax.linearize)."""
+
+    def halve_until_small(row):  # row (4,): halve until its sum is below 0.1
+        def body(c):
+            v, k = c
+            return v * 0.5, k + 1
+
+        return lax.while_loop(lambda c: jnp.sum(jnp.abs(c[0])) > 0.1, body, (row, 0))
+
+    def f(x):
+        rows = jnp.outer(x, jnp.arange(1.0, 5.0))  # (3, 4): rows need different counts
+        v, k = jax.vmap(halve_until_small)(rows)
+        return v, k, jnp.sum(v * k[:, None])
+
+    whiles = [e for e in jax.make_jaxpr(f)(X[0]).jaxpr.eqns if e.primitive.name == "while"]
+    assert [e.params["cond_jaxpr"].out_avals[0].shape for e in whiles] == [(3,)]
+    _same(f, X)
+
+
 def test_in_axes_and_shared_traced_arguments():
     def f(a, w):
         return {"y": a["x"] @ w, "s": jnp.sum(a["x"]) * a["k"]}
