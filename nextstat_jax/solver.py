@@ -17,9 +17,10 @@ g_F / 2`` (the predicted distance to the minimum in objective units), below
 ``tol_abs + tol_rel*|f|`` (where ``H_FF`` is indefinite and the step a
 shifted one, ``g_i^2 / |H_ii|`` summed must be below it too: the shifted
 decrement understates the distance, and a ridge is not a minimum); or a
-full Newton step (alpha = 1) accepted from a point whose decrement was already below ``tol_step``: Newton converges
-quadratically there, so the step lands within ~tol_step**2 of the minimum and
-one more derivative evaluation only to confirm it would be wasted work (the
+full Newton step (alpha = 1) accepted from a point whose decrement was
+already below ``tol_step``: Newton converges quadratically there, so the
+step lands within ~tol_step**2 of the minimum and one more derivative
+evaluation only to confirm it would be wasted work (the
 worst case, no quadratic convergence at all, is still within ``tol_step``).
 The same holds from a decrement/2 up to ``tol_quad`` (1e-4) when the step's
 actual decrease ``f - f_new`` matched the quadratic model's prediction

@@ -526,8 +526,7 @@ class _Run:
             return {idx: self.full(c[idx], np.bool_) for idx in np.ndindex(pred_shape)}
 
         def keep_going(flat):
-            entries = list(predicate(flat).values())
-            return entries[0] if len(entries) == 1 else functools.reduce(jnp.logical_or, entries)
+            return functools.reduce(jnp.logical_or, predicate(flat).values())
 
         def body(flat):
             go = predicate(flat)

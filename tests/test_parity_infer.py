@@ -126,6 +126,13 @@ def _call(fn, *args, **kwargs):
     return out
 
 
+def _pyhf_asimov_mu0(model, data) -> np.ndarray:
+    """pyhf's Asimov data for mu = 0 (main and auxiliary), as its q~ hypotest makes them."""
+    cfg = model.config
+    return _np(_call(pyhf.infer.calculators.generate_asimov_data, 0.0, data, model, cfg.suggested_init(),
+                     cfg.suggested_bounds(), cfg.suggested_fixed()))
+
+
 class Reference:
     """pyhf results for one model and dataset (everything the tests compare).
 
@@ -206,9 +213,8 @@ class Reference:
 
     def _asimov_fits(self, mu):
         """(Asimov data, free 2NLL, fixed-mu 2NLL): the fits behind pyhf's q~ hypotest."""
-        m, cfg = self.model, self.model.config
-        A = _call(pyhf.infer.calculators.generate_asimov_data, 0.0, self.data, m, cfg.suggested_init(),
-                  cfg.suggested_bounds(), cfg.suggested_fixed())
+        m = self.model
+        A = _pyhf_asimov_mu0(m, self.data)
         _, t_free = _call(pyhf.infer.mle.fit, A, m, return_fitted_val=True)
         _, t_fixed = _call(pyhf.infer.mle.fixed_poi_fit, mu, A, m, return_fitted_val=True)
         return np.asarray(A, float), float(t_free), float(t_fixed)
@@ -644,10 +650,7 @@ def test_piecewise_interpolation_minima(name):
     if case.get("data") == "asimov_mu0":
         # the fits run on pyhf's Asimov data for mu = 0 (those a q~ hypotest
         # fits), where pyhf's own hypotest cannot be the reference (its CLb is 0)
-        m, d = _pyhf_model(spec, options)
-        cfg = m.config
-        data = _np(_call(pyhf.infer.calculators.generate_asimov_data, 0.0, d, m, cfg.suggested_init(),
-                         cfg.suggested_bounds(), cfg.suggested_fixed()))
+        data = _pyhf_asimov_mu0(*_pyhf_model(spec, options))
     ref = Reference(spec, options, (1.0,), parts, data=data)
     ours = ours_for(model, model.data if data is None else data, (1.0,), parts)
     compare(name, ref, ours, model, well_posed_minimum(model, ref))
